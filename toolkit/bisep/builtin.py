@@ -1,0 +1,34 @@
+"""The built-in plugin: bisep's own components, registered like any third party's.
+
+It is listed under the ``bisep`` entry-point group in ``setup.cfg``. Targets are import
+strings so that loading this module imports nothing heavy.
+"""
+from bisep.hookspecs import hookimpl
+
+SEPARATORS = {}
+
+CONDITIONERS = {}
+
+LOSSES = {}
+
+DATASETS = {}
+
+
+@hookimpl
+def bisep_register_separators():
+    return dict(SEPARATORS)
+
+
+@hookimpl
+def bisep_register_conditioners():
+    return dict(CONDITIONERS)
+
+
+@hookimpl
+def bisep_register_losses():
+    return dict(LOSSES)
+
+
+@hookimpl
+def bisep_register_datasets():
+    return dict(DATASETS)

@@ -1,0 +1,333 @@
+"""YAML experiment configs in ESPnet's shape, validated with messages that name the fix.
+
+A config names each component by its registered plugin name and passes its keyword
+arguments in the matching ``*_conf`` mapping::
+
+    separator: cond_unet
+    separator_conf: {preset: small}
+    conditioner: mini_clap
+    conditioner_conf: {checkpoint: exp/mini_clap/model.pth}
+    criterions:
+      - {name: clap_contrastive, weight: 0.5}
+      - {name: consistency_reconstruction, weight: 5.0}
+    optim: adam
+    optim_conf: {lr: 1.0e-4}
+
+:func:`resolve` fills every default (the component's own signature defaults included),
+which is what ``--print_config`` shows. Errors are :class:`ConfigError` and say
+``file:line: what is wrong; what would be right``.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used as written."""
+
+
+# Top-level keys: expected type(s) and default. ``*_conf`` mappings are checked against
+# the signature of the component they configure.
+_COMPONENTS = {"separator": "separator", "conditioner": "conditioner"}
+TOP_LEVEL: dict[str, tuple[tuple[type, ...], Any]] = {
+    "seed": ((int,), 1234),
+    "separator": ((str,), None),
+    "separator_conf": ((dict,), {}),
+    "conditioner": ((str,), None),
+    "conditioner_conf": ((dict,), {}),
+    "criterions": ((list,), []),
+    "optim": ((str,), "adam"),
+    "optim_conf": ((dict,), {}),
+    "scheduler": ((str, type(None)), None),
+    "scheduler_conf": ((dict,), {}),
+    "data": ((dict,), {}),
+    "trainer": ((dict,), {}),
+}
+CRITERION_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
+    "name": ((str,), None),
+    "conf": ((dict,), {}),
+    "weight": ((int, float), 1.0),
+}
+# torch.optim / torch.optim.lr_scheduler classes by the names configs use.
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
+SCHEDULERS = {"steplr": "StepLR", "cosineannealinglr": "CosineAnnealingLR",
+              "exponentiallr": "ExponentialLR", "multisteplr": "MultiStepLR"}
+
+
+class LineMap:
+    """Line numbers of the keys and items of a YAML document, for error messages."""
+
+    def __init__(self, path: str | None, text: str | None = None):
+        self.path = path or "<config>"
+        self._lines: dict[tuple, int] = {}
+        if text is not None:
+            self._walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
+
+    def _walk(self, node, prefix: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = prefix + (key_node.value,)
+                self._lines[key] = key_node.start_mark.line + 1
+                self._walk(value_node, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._lines[prefix + (i,)] = item.start_mark.line + 1
+                self._walk(item, prefix + (i,))
+
+    def where(self, *key) -> str:
+        for end in range(len(key), 0, -1):
+            line = self._lines.get(tuple(key[:end]))
+            if line is not None:
+                return f"{self.path}:{line}"
+        return self.path
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", dict: "a mapping",
+             list: "a list", bool: "true/false", type(None): "null"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _is_instance(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in types:  # YAML true is not an integer here
+        return False
+    if float in types and isinstance(value, int):
+        return True
+    return isinstance(value, types)
+
+
+def _unknown_key(where: str, key: str, section: str, valid) -> ConfigError:
+    valid = sorted(valid)
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return ConfigError(f"{where}: unknown key '{key}' in {section}.{hint} "
+                       f"Valid keys: {', '.join(valid)}.")
+
+
+def load_yaml(path: str | Path) -> tuple[dict, LineMap]:
+    """Read a YAML mapping, raising :class:`ConfigError` that names the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found. Check the path "
+                          f"(recipes keep theirs in conf/).") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read as a YAML text file ({exc}).") from None
+    try:
+        data = yaml.safe_load(text)
+        lines = LineMap(str(path), text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: malformed YAML: {problem}. Fix the syntax at that line "
+                          f"(indentation, a missing ':' or an unclosed bracket).") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a YAML mapping of keys to values, "
+                          f"not {type(data).__name__}.")
+    return data, lines
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"separator_conf.ngf=32"`` -> ``(["separator_conf", "ngf"], 32)``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{text}' must look like key.subkey=value")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': the value is not valid YAML ({exc})") from None
+    return key.strip().split("."), parsed
+
+
+def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+    """Return a copy of ``cfg`` with dotted ``key=value`` overrides applied."""
+    cfg = copy.deepcopy(cfg)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = cfg
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{text}': '{key}' is not a mapping")
+        node[keys[-1]] = value
+    return cfg
+
+
+def check_top_level(cfg: dict, lines: LineMap) -> None:
+    """Known keys with the right types; criterions well-formed."""
+    for key, value in cfg.items():
+        if key not in TOP_LEVEL:
+            raise _unknown_key(lines.where(key), key, "the top level", TOP_LEVEL)
+        types, _ = TOP_LEVEL[key]
+        if value is not None and not _is_instance(value, types):
+            raise ConfigError(f"{lines.where(key)}: '{key}' must be {_type_names(types)}, "
+                              f"got {type(value).__name__} {value!r}.")
+    for i, item in enumerate(cfg.get("criterions") or []):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{lines.where('criterions', i)}: each criterion must be a mapping "
+                              f"like {{name: clap_contrastive, weight: 0.5}}, got {item!r}.")
+        for key, value in item.items():
+            if key not in CRITERION_KEYS:
+                raise _unknown_key(lines.where("criterions", i, key), key,
+                                   f"criterions[{i}]", CRITERION_KEYS)
+            types, _ = CRITERION_KEYS[key]
+            if not _is_instance(value, types):
+                raise ConfigError(f"{lines.where('criterions', i, key)}: 'criterions[{i}].{key}' "
+                                  f"must be {_type_names(types)}, got {value!r}.")
+        if "name" not in item:
+            raise ConfigError(f"{lines.where('criterions', i)}: criterions[{i}] has no 'name'.")
+
+
+def signature_defaults(factory: Callable) -> tuple[dict[str, Any], bool]:
+    """Keyword defaults of a factory (a class's ``__init__``) and whether it takes **kwargs.
+
+    Parameters without a default map to :data:`inspect.Parameter.empty`.
+    """
+    sig = inspect.signature(factory)
+    defaults, var_kw = {}, False
+    for param in sig.parameters.values():
+        if param.kind is param.VAR_KEYWORD:
+            var_kw = True
+        elif param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+            defaults[param.name] = param.default
+    return defaults, var_kw
+
+
+def resolve_conf(factory: Callable, conf: dict, where: Callable[..., str], section: str,
+                 component: str, bound: tuple[str, ...] = (), lenient_numbers: bool = False,
+                 ) -> dict:
+    """Check ``conf`` against ``factory``'s signature and fill in its defaults.
+
+    ``bound`` names arguments the caller supplies itself (an optimizer's ``params``).
+    ``lenient_numbers`` accepts a float where the default is an integer (torch writes
+    ``weight_decay=0``).
+    """
+    defaults, var_kw = signature_defaults(factory)
+    for name in bound:
+        defaults.pop(name, None)
+    for key, value in conf.items():
+        if key not in defaults:
+            if var_kw:
+                continue
+            raise _unknown_key(where(key), key, f"{section} (for {component})", defaults)
+        default = defaults[key]
+        if default is inspect.Parameter.empty or default is None or value is None:
+            continue
+        expected = (float,) if isinstance(default, float) else (type(default),)
+        if lenient_numbers and type(default) is int:
+            expected = (float,)
+        if isinstance(default, (list, tuple)):
+            expected = (list, tuple)
+        if not _is_instance(value, expected):
+            raise ConfigError(f"{where(key)}: '{section}.{key}' must be {_type_names(expected)} "
+                              f"(the default is {default!r}), got {value!r}.")
+    missing = [k for k, d in defaults.items() if d is inspect.Parameter.empty and k not in conf]
+    if missing:
+        raise ConfigError(f"{where()}: {section} for {component} needs "
+                          f"{', '.join(missing)}.")
+    resolved = {k: copy.deepcopy(d) for k, d in defaults.items()
+                if d is not inspect.Parameter.empty}
+    resolved.update(conf)
+    return resolved
+
+
+def _torch_class(kind: str, name: str, table: dict[str, str], where: str):
+    import torch
+
+    module = torch.optim if kind == "optim" else torch.optim.lr_scheduler
+    cls_name = table.get(name.lower())
+    if cls_name is None:
+        close = difflib.get_close_matches(name.lower(), table, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"{where}: unknown {kind} '{name}'.{hint} "
+                          f"Valid: {', '.join(sorted(table))}.")
+    return getattr(module, cls_name)
+
+
+def resolve(cfg: dict, lines: LineMap | None = None, registry=None) -> dict:
+    """Validate ``cfg`` and return it with every default filled in.
+
+    Components are looked up in the plugin registry, and each ``*_conf`` is checked
+    against (and completed from) the component's own signature.
+    """
+    from bisep.registry import PluginError, get_registry
+
+    lines = lines or LineMap(None)
+    registry = registry or get_registry()
+    check_top_level(cfg, lines)
+    out = {key: copy.deepcopy(cfg.get(key, default)) for key, (_, default) in TOP_LEVEL.items()}
+    for key, value in out.items():
+        if value is None and TOP_LEVEL[key][1] is not None:
+            out[key] = copy.deepcopy(TOP_LEVEL[key][1])
+
+    def fail_plugin(exc, *key):
+        return ConfigError(f"{lines.where(*key)}: {exc}")
+
+    for key, kind in _COMPONENTS.items():
+        name = out[key]
+        if name is None:
+            continue
+        try:
+            factory = registry.factory(kind, name)
+        except PluginError as exc:
+            raise fail_plugin(exc, key) from None
+        out[f"{key}_conf"] = resolve_conf(
+            factory, out[f"{key}_conf"], lambda *k, key=key: lines.where(f"{key}_conf", *k),
+            f"{key}_conf", f"{kind} '{name}'")
+    criterions = []
+    for i, item in enumerate(out["criterions"]):
+        try:
+            factory = registry.factory("loss", item["name"])
+        except PluginError as exc:
+            raise fail_plugin(exc, "criterions", i, "name") from None
+        conf = resolve_conf(factory, item.get("conf") or {},
+                            lambda *k, i=i: lines.where("criterions", i, "conf", *k),
+                            f"criterions[{i}].conf", f"loss '{item['name']}'")
+        criterions.append({"name": item["name"], "conf": conf,
+                           "weight": float(item.get("weight", 1.0))})
+    out["criterions"] = criterions
+    optim_cls = _torch_class("optim", out["optim"], OPTIMIZERS, lines.where("optim"))
+    out["optim_conf"] = resolve_conf(optim_cls, out["optim_conf"],
+                                     lambda *k: lines.where("optim_conf", *k),
+                                     "optim_conf", f"optimizer '{out['optim']}'",
+                                     bound=("params",), lenient_numbers=True)
+    if out["scheduler"] is not None:
+        sched_cls = _torch_class("scheduler", out["scheduler"], SCHEDULERS,
+                                 lines.where("scheduler"))
+        out["scheduler_conf"] = resolve_conf(sched_cls, out["scheduler_conf"],
+                                             lambda *k: lines.where("scheduler_conf", *k),
+                                             "scheduler_conf", f"scheduler '{out['scheduler']}'",
+                                             bound=("optimizer",), lenient_numbers=True)
+    return _plain(out)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, so the resolved config dumps as plain YAML."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None, registry=None) -> dict:
+    """Read, override, validate and resolve a config file."""
+    cfg, lines = load_yaml(path)
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    return resolve(cfg, lines, registry)
+
+
+def dump(cfg: dict) -> str:
+    """The YAML text of a (resolved) config, keys in schema order."""
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False)
