@@ -9,7 +9,13 @@ SEPARATORS = {}
 
 CONDITIONERS = {}
 
-LOSSES = {}
+LOSSES = {
+    "clap_contrastive": "bisep.losses.contrastive:BiModalContrastiveLoss",
+    "consistency_reconstruction": "bisep.losses.reconstruction:ConsistencyReconstructionLoss",
+    "mix_separate": "bisep.losses.reconstruction:MixSeparateLoss",
+    "supervised": "bisep.losses.reconstruction:SupervisedSeparationLoss",
+    "neg_sdr": "bisep.losses.sdr:NegSDRLoss",
+}
 
 DATASETS = {}
 

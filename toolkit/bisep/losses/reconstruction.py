@@ -1,0 +1,189 @@
+"""Magnitude-domain reconstruction losses of the paper (all weighted L1 on |STFT|).
+
+- :func:`mix_separate_loss` (L_UNS): the unsupervised mix-and-separate baseline; each
+  mixture of a mixture of mixtures is recovered from its mixture-level prompt.
+- :func:`consistency_reconstruction_loss` (L_CRL): the phrase outputs of each mixture
+  must add back up to that mixture.
+- :func:`supervised_separation_loss` (L_SUP): single-source targets, when they exist
+  (supervised and semi-supervised training).
+
+All share one weighting, ``W = clip(log(1 + |X|), 1e-3, 10)`` (paper section 3), which
+weighs loud bins more without letting a few peaks dominate.
+"""
+from __future__ import annotations
+
+import torch
+
+from bisep.losses._checks import check, promote, reduce, same_shape
+
+WEIGHT_MIN, WEIGHT_MAX = 1e-3, 10.0
+
+
+def loudness_weight(mag: torch.Tensor) -> torch.Tensor:
+    """``clip(log1p(|X|), 1e-3, 10)``, detached (a weight, not a target).
+
+    Shape:
+        any shape -> the same shape.
+    """
+    return torch.log1p(mag.detach()).clamp(WEIGHT_MIN, WEIGHT_MAX)
+
+
+def weighted_l1(estimate: torch.Tensor, target: torch.Tensor,
+                weight: torch.Tensor) -> torch.Tensor:
+    """Mean over the last two (freq, frames) axes of ``weight · |estimate − target|``.
+
+    Shape:
+        - estimate, target, weight: ``(..., F, T)`` (weight broadcastable).
+        - output: ``(...)``.
+    """
+    return (weight * (estimate - target).abs()).mean(dim=(-2, -1))
+
+
+def _masked_targets_loss(masks, mix_mag, target_mags, valid, weight_from_targets, names):
+    mask_name, target_name, valid_name = names
+    check(masks, mask_name, 4, "(B, S, F, T)")
+    check(mix_mag, "mix_mag", 3, "(B, F, T)")
+    check(target_mags, target_name, 4, "(B, S, F, T)")
+    same_shape(masks, target_mags, f"{mask_name} and {target_name}")
+    if mix_mag.shape != (masks.shape[0], *masks.shape[2:]):
+        raise TypeError(f"mix_mag must be (B, F, T) = ({masks.shape[0]}, {masks.shape[2]}, "
+                        f"{masks.shape[3]}), got {tuple(mix_mag.shape)}")
+    masks, mix_mag, target_mags = promote(masks, mix_mag, target_mags)
+    estimate = masks * mix_mag.unsqueeze(1)
+    weight = loudness_weight(target_mags if weight_from_targets else mix_mag.unsqueeze(1))
+    per_source = weighted_l1(estimate, target_mags, weight)  # (B, S)
+    if valid is not None:
+        check(valid, valid_name, 2, "(B, S)")
+        per_source = per_source * valid.to(per_source.dtype)
+    return per_source.sum(dim=1)
+
+
+def mix_separate_loss(mixture_masks: torch.Tensor, mom_mag: torch.Tensor,
+                      mixture_mags: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """L_UNS: recover each mixture of the mixture of mixtures from its mixture prompt.
+
+    ``Σ_n mean_{f,t}[ W ⊙ |M(c_n) ⊙ |X| − |X_n|| ]`` with ``W`` from the mixture of
+    mixtures ``|X|`` (paper section 3).
+
+    Args:
+        mixture_masks: masks predicted for the mixture-level prompts ``c_n``.
+        mom_mag: magnitude of the mixture of mixtures ``|X|``.
+        mixture_mags: magnitudes of its mixtures ``|X_n|``.
+        reduction: over the batch: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Shape:
+        - mixture_masks: ``(B, N, F, T)``.
+        - mom_mag: ``(B, F, T)``.
+        - mixture_mags: ``(B, N, F, T)``.
+        - output: scalar, or ``(B,)`` with ``reduction="none"``.
+    """
+    per_item = _masked_targets_loss(mixture_masks, mom_mag, mixture_mags, None, False,
+                                    ("mixture_masks", "mixture_mags", ""))
+    return reduce(per_item, reduction)
+
+
+def supervised_separation_loss(source_masks: torch.Tensor, mom_mag: torch.Tensor,
+                               source_mags: torch.Tensor, source_valid: torch.Tensor | None = None,
+                               reduction: str = "mean") -> torch.Tensor:
+    """L_SUP: mix-and-separate with single-source targets (paper section 5, inferred form).
+
+    ``Σ_s valid_s · mean_{f,t}[ W ⊙ |M(p_s) ⊙ |X| − |S_s|| ]``, ``W`` from ``|X|``.
+
+    Args:
+        source_masks: masks predicted for each source's prompt.
+        mom_mag: magnitude of the mixture the sources were summed into.
+        source_mags: magnitudes of the single-source targets.
+        source_valid: ``False`` for padded source slots (items with fewer sources).
+        reduction: over the batch.
+
+    Shape:
+        - source_masks: ``(B, S, F, T)``.
+        - mom_mag: ``(B, F, T)``.
+        - source_mags: ``(B, S, F, T)``.
+        - source_valid: ``(B, S)`` bool.
+        - output: scalar, or ``(B,)``.
+    """
+    per_item = _masked_targets_loss(source_masks, mom_mag, source_mags, source_valid, False,
+                                    ("source_masks", "source_mags", "source_valid"))
+    return reduce(per_item, reduction)
+
+
+def consistency_reconstruction_loss(phrase_masks: torch.Tensor, mom_mag: torch.Tensor,
+                                    mixture_mags: torch.Tensor,
+                                    phrase_weights: torch.Tensor | None = None,
+                                    reduction: str = "mean") -> torch.Tensor:
+    """L_CRL: the phrase outputs of each mixture must re-sum to that mixture.
+
+    ``Σ_n mean_{f,t}[ W_n ⊙ |Σ_k w_{n,k} M_{n,k} ⊙ |X| − |X_n|| ]`` with
+    ``W_n = clip(log1p|X_n|, 1e-3, 10)`` (paper section 4 step 3). ``w_{n,k}`` is
+    ``1/copies`` for a phrase repeated to fill K slots and 0 for an absent phrase.
+
+    Args:
+        phrase_masks: masks predicted for each phrase ``p_{n,k}``.
+        mom_mag: magnitude of the mixture of mixtures ``|X|``.
+        mixture_mags: magnitudes of the mixtures ``|X_n|``.
+        phrase_weights: ``w_{n,k}``; default all ones.
+        reduction: over the batch.
+
+    Shape:
+        - phrase_masks: ``(B, N, K, F, T)``.
+        - mom_mag: ``(B, F, T)``.
+        - mixture_mags: ``(B, N, F, T)``.
+        - phrase_weights: ``(B, N, K)``.
+        - output: scalar, or ``(B,)``.
+    """
+    check(phrase_masks, "phrase_masks", 5, "(B, N, K, F, T)")
+    check(mom_mag, "mom_mag", 3, "(B, F, T)")
+    check(mixture_mags, "mixture_mags", 4, "(B, N, F, T)")
+    b, n, k, f, t = phrase_masks.shape
+    if mixture_mags.shape != (b, n, f, t) or mom_mag.shape != (b, f, t):
+        raise TypeError(f"with phrase_masks {tuple(phrase_masks.shape)}, mixture_mags must be "
+                        f"{(b, n, f, t)} and mom_mag {(b, f, t)}; got "
+                        f"{tuple(mixture_mags.shape)} and {tuple(mom_mag.shape)}")
+    if phrase_weights is None:
+        phrase_weights = phrase_masks.new_ones(b, n, k)
+    check(phrase_weights, "phrase_weights", 3, f"({b}, {n}, {k})")
+    phrase_masks, mom_mag, mixture_mags, phrase_weights = promote(
+        phrase_masks, mom_mag, mixture_mags, phrase_weights)
+    summed_mask = (phrase_weights[..., None, None] * phrase_masks).sum(dim=2)  # (B, N, F, T)
+    estimate = summed_mask * mom_mag.unsqueeze(1)
+    per_item = weighted_l1(estimate, mixture_mags, loudness_weight(mixture_mags)).sum(dim=1)
+    return reduce(per_item, reduction)
+
+
+class MixSeparateLoss(torch.nn.Module):
+    """Module form of :func:`mix_separate_loss` (plugin ``mix_separate``).
+
+    Shape:
+        - mixture_masks: ``(B, N, F, T)``; mom_mag: ``(B, F, T)``;
+          mixture_mags: ``(B, N, F, T)``; output: scalar.
+    """
+
+    def forward(self, mixture_masks, mom_mag, mixture_mags):
+        return mix_separate_loss(mixture_masks, mom_mag, mixture_mags)
+
+
+class SupervisedSeparationLoss(torch.nn.Module):
+    """Module form of :func:`supervised_separation_loss` (plugin ``supervised``).
+
+    Shape:
+        - source_masks: ``(B, S, F, T)``; mom_mag: ``(B, F, T)``;
+          source_mags: ``(B, S, F, T)``; source_valid: ``(B, S)``; output: scalar.
+    """
+
+    def forward(self, source_masks, mom_mag, source_mags, source_valid=None):
+        return supervised_separation_loss(source_masks, mom_mag, source_mags, source_valid)
+
+
+class ConsistencyReconstructionLoss(torch.nn.Module):
+    """Module form of :func:`consistency_reconstruction_loss`
+    (plugin ``consistency_reconstruction``).
+
+    Shape:
+        - phrase_masks: ``(B, N, K, F, T)``; mom_mag: ``(B, F, T)``;
+          mixture_mags: ``(B, N, F, T)``; phrase_weights: ``(B, N, K)``; output: scalar.
+    """
+
+    def forward(self, phrase_masks, mom_mag, mixture_mags, phrase_weights=None):
+        return consistency_reconstruction_loss(phrase_masks, mom_mag, mixture_mags,
+                                               phrase_weights)
