@@ -1,0 +1,1 @@
+"""Query-conditioned mask separators; see :mod:`bisep.separators.base` for the interface."""
