@@ -32,12 +32,13 @@ class CheckpointError(ValueError):
 
 
 def software_versions() -> dict[str, str]:
-    versions = {"bisep": bisep.__version__, "torch": torch.__version__,
+    # str(): torch.__version__ is a TorchVersion, which weights_only loading refuses.
+    versions = {"bisep": bisep.__version__, "torch": str(torch.__version__),
                 "python": platform.python_version()}
     try:
         import torchaudio
 
-        versions["torchaudio"] = torchaudio.__version__
+        versions["torchaudio"] = str(torchaudio.__version__)
     except ImportError:
         pass
     return versions
@@ -110,11 +111,17 @@ def load(path: str | Path) -> dict:
                               f"model first (recipe stage 4).")
     try:
         package = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+    # The weights-only unpickler reports foreign content in many ways (UnpicklingError,
+    # KeyError on an unknown memo entry, ...): all of them mean "not a safe checkpoint".
+    except (RuntimeError, EOFError, KeyError, ValueError, zipfile.BadZipFile,
+            pickle.UnpicklingError) as exc:
+        lines = str(exc).splitlines() or [""]
+        # torch's weights_only refusal buries the reason under advice to disable the check.
+        reason = next((ln.strip() for ln in lines if "WeightsUnpickler error" in ln), lines[0])
         raise CheckpointError(
-            f"{path}: cannot be read as a torch checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}). The file is truncated or "
-            f"corrupt, or was not written by torch.save; re-run the stage that wrote it.") from None
+            f"{path}: cannot be read as a torch checkpoint ({type(exc).__name__}: {reason}). "
+            f"The file is truncated or corrupt, holds objects other than tensors and plain "
+            f"data, or was not written by torch.save; re-run the stage that wrote it.") from None
     if not isinstance(package, dict) or any(k not in package for k in REQUIRED_KEYS):
         keys = sorted(package)[:8] if isinstance(package, dict) else type(package).__name__
         hint = (" It looks like a Lightning training checkpoint: load it with "

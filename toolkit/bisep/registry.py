@@ -10,7 +10,8 @@ Start-up follows pytest and tox:
 4. a plugin that fails to import is reported (distribution, entry point, error) and
    skipped; the others still load.
 
-``BISEP_TRACE_PLUGINS=1`` prints every hook call to stderr.
+``BISEP_TRACE_PLUGINS=1`` prints every hook implementation call (and what it returned)
+to stderr.
 
 Names are resolved lazily: a lookup of an unknown name lists the available ones and the
 closest match; a name registered by two plugins is an error naming both distributions,
@@ -132,6 +133,7 @@ class Registry:
         self._sources = sources  # id(plugin object) -> where it came from
         self.failures = failures
         self._entries: dict[str, dict[str, list[Entry]]] | None = None
+        self.trace = bool(os.environ.get("BISEP_TRACE_PLUGINS"))
 
     # -- building ---------------------------------------------------------------------
     def register(self, plugin: Any, name: str, distribution: str = "<local>",
@@ -164,8 +166,14 @@ class Registry:
             for impl in hook.get_hookimpls():
                 source = self._sources.get(
                     id(impl.plugin), PluginSource(impl.plugin_name, "<unknown>", "?"))
+                # Each implementation is called on its own (not through the hook caller) so
+                # that one raising plugin cannot hide the others' components.
                 try:
                     mapping = impl.function() or {}
+                    if self.trace:
+                        print(f"bisep: {source.plugin_name}.{hook_name}() -> "
+                              f"{sorted(mapping) if isinstance(mapping, dict) else mapping!r}",
+                              file=sys.stderr)
                 except Exception as exc:  # a broken plugin must not take the others down
                     self.failures.append(LoadFailure(
                         f"{source.plugin_name}.{hook_name}", source.distribution,
@@ -286,9 +294,6 @@ def load_plugin_manager() -> tuple[pluggy.PluginManager, dict[int, PluginSource]
             continue
         pm.register(plugin, name=ep.name)
         sources[id(plugin)] = PluginSource(ep.name, dist_name, version)
-    if os.environ.get("BISEP_TRACE_PLUGINS"):
-        pm.trace.root.setwriter(sys.stderr.write)
-        pm.enable_tracing()
     return pm, sources, failures
 
 

@@ -1,0 +1,1 @@
+"""An example third-party bisep plugin: one separator and one loss term."""

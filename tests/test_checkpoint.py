@@ -1,0 +1,97 @@
+"""Checkpoints: Asteroid's layout, atomic writes, weights_only loads, clear errors."""
+import pytest
+import torch
+
+from bisep import checkpoint
+from bisep.checkpoint import CheckpointError
+from bisep.separators.base import Query
+
+
+@pytest.fixture
+def gain_model(use_plugins):
+    registry = use_plugins("example")
+    torch.manual_seed(0)
+    model = registry.build("separator", "example_gain", query_dim=4)
+    return registry, model
+
+
+def test_round_trip_through_the_registry(tmp_path, gain_model):
+    registry, model = gain_model
+    path = checkpoint.save(checkpoint.serialize(model, config={"separator": "example_gain"}),
+                           tmp_path / "exp" / "model.pth")
+    package = checkpoint.load(path)
+    assert package["model_name"] == "example_gain"
+    assert package["model_args"]["query_dim"] == 4
+    assert package["infos"]["software_versions"]["torch"] == torch.__version__
+    assert package["infos"]["config"] == {"separator": "example_gain"}
+    again = checkpoint.from_pretrained(tmp_path / "exp", registry=registry)  # a model dir
+    wav, query = torch.randn(2, 800), Query(torch.randn(2, 3, 4))
+    assert torch.equal(model(wav, query), again(wav, query))
+
+
+def test_keyword_overrides_and_mismatched_weights(tmp_path, gain_model):
+    registry, model = gain_model
+    path = checkpoint.save(checkpoint.serialize(model), tmp_path / "m.pth")
+    rebuilt = checkpoint.from_pretrained(path, registry=registry, sample_rate=16000)
+    assert rebuilt.sample_rate == 16000
+    with pytest.raises(CheckpointError, match=r"m.pth: the weights do not fit separator 'example_gain'"):
+        checkpoint.from_pretrained(path, registry=registry, query_dim=5)
+
+
+def test_unregistered_model_cannot_be_serialized_silently(gain_model):
+    class Local(torch.nn.Module):
+        def get_model_args(self):
+            return {}
+
+    with pytest.raises(CheckpointError, match="is not registered as a separator plugin"):
+        checkpoint.serialize(Local())
+
+
+def test_save_is_atomic(tmp_path, gain_model, monkeypatch):
+    _, model = gain_model
+    path = checkpoint.save(checkpoint.serialize(model), tmp_path / "model.pth")
+    before = path.read_bytes()
+
+    def dies_halfway(obj, f):
+        with open(f, "wb") as fh:
+            fh.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt  # as if killed while writing
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save({"x": 1}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pth"]
+
+
+def test_truncated_file_names_the_file(tmp_path, gain_model):
+    _, model = gain_model
+    path = checkpoint.save(checkpoint.serialize(model), tmp_path / "model.pth")
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match=rf"{path}: cannot be read as a torch checkpoint.*truncated"):
+        checkpoint.load(path)
+
+
+def test_foreign_and_unsafe_files_are_refused(tmp_path):
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match=r"foreign.pth: not a bisep model checkpoint "
+                                              r"\(expected keys model_name, model_args, state_dict; "
+                                              r"found \['weights'\]\)"):
+        checkpoint.load(foreign)
+    lightning = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}, "pytorch-lightning_version": "2.6"}, lightning)
+    with pytest.raises(CheckpointError, match="Lightning training checkpoint"):
+        checkpoint.load(lightning)
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save({"model_name": "x", "model_args": {}, "state_dict": {}, "obj": object()}, unsafe)
+    with pytest.raises(CheckpointError, match="unsafe.pth: cannot be read"):
+        checkpoint.load(unsafe)  # weights_only=True refuses arbitrary pickled objects
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError, match="notes.txt: cannot be read as a torch checkpoint"):
+        checkpoint.load(text)
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        checkpoint.load(tmp_path / "missing.pth")
+    with pytest.raises(CheckpointError, match="must hold model.pth or best_model.pth"):
+        checkpoint.load(tmp_path)

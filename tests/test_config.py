@@ -1,0 +1,148 @@
+"""YAML configs: resolution with defaults, and messages that name the file, line and fix."""
+import textwrap
+
+import pytest
+import yaml
+
+from bisep import config
+from bisep.config import ConfigError
+from conftest import run_cli
+
+
+def write(tmp_path, text, name="conf.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_resolve_fills_component_and_optimizer_defaults(tmp_path):
+    path = write(tmp_path, """
+        criterions:
+          - {name: clap_contrastive, weight: 0.5}
+          - name: consistency_reconstruction
+            weight: 5
+        optim: adam
+        optim_conf: {lr: 1.0e-4, weight_decay: 1.0e-4}
+        scheduler: steplr
+        scheduler_conf: {step_size: 15, gamma: 0.1}
+    """)
+    cfg = config.load_config(path)
+    assert cfg["seed"] == 1234
+    assert cfg["criterions"][0] == {"name": "clap_contrastive", "weight": 0.5,
+                                    "conf": {"temperature": None, "symmetric": False,
+                                             "pool_mixtures": False}}
+    assert cfg["criterions"][1]["weight"] == 5.0
+    assert cfg["optim_conf"]["lr"] == 1e-4 and cfg["optim_conf"]["betas"] == [0.9, 0.999]
+    assert "params" not in cfg["optim_conf"]
+    assert cfg["scheduler_conf"]["step_size"] == 15 and "optimizer" not in cfg["scheduler_conf"]
+    # The dump is plain YAML that resolves to itself.
+    again = config.resolve(yaml.safe_load(config.dump(cfg)))
+    assert again == cfg
+
+
+def test_third_party_component_usable_by_name(tmp_path, use_plugins, plugin_sites):
+    path = write(tmp_path, """
+        separator: example_gain
+        separator_conf: {query_dim: 16}
+        criterions: [{name: example_l2, conf: {scale: 2.0}}]
+    """)
+    cfg = config.load_config(path, registry=use_plugins("example"))
+    assert cfg["separator_conf"] == {"n_fft": 62, "hop_length": 16, "query_dim": 16,
+                                     "sample_rate": 8000}
+    out = run_cli("config", path, "separator_conf.n_fft=126", pythonpath=[plugin_sites["example"]],
+                  check=True)
+    printed = yaml.safe_load(out.stdout)
+    assert printed["separator"] == "example_gain"
+    assert printed["separator_conf"]["n_fft"] == 126
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    path = write(tmp_path, """
+        seed: 1
+        separator_conf:
+          ngf: [16, 32
+        optim: adam
+    """)
+    with pytest.raises(ConfigError) as err:
+        config.load_config(path)
+    assert str(err.value).startswith(f"{path}:5:")
+    assert "malformed YAML" in str(err.value)
+
+
+def test_unknown_top_level_key_names_key_line_and_valid_keys(tmp_path):
+    path = write(tmp_path, """
+        seed: 1
+        separator_cnf: {}
+    """)
+    with pytest.raises(ConfigError) as err:
+        config.load_config(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}:3: unknown key 'separator_cnf' in the top level.")
+    assert "Did you mean 'separator_conf'?" in message
+    assert "Valid keys: conditioner, conditioner_conf, criterions" in message
+
+
+def test_unknown_key_in_component_conf_lists_the_signature(tmp_path):
+    path = write(tmp_path, """
+        criterions:
+          - name: clap_contrastive
+            conf:
+              temprature: 0.07
+    """)
+    with pytest.raises(ConfigError) as err:
+        config.load_config(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}:5: unknown key 'temprature' in criterions[0].conf "
+                              f"(for loss 'clap_contrastive').")
+    assert "Did you mean 'temperature'?" in message
+    assert "pool_mixtures, symmetric, temperature" in message
+
+
+@pytest.mark.parametrize("text,message", [
+    ("seed: abc\n", "conf.yaml:1: 'seed' must be an integer, got str 'abc'."),
+    ("seed: true\n", "'seed' must be an integer, got bool True."),
+    ("criterions: {name: x}\n", "'criterions' must be a list, got dict"),
+    ("criterions:\n  - {name: mix_separate, weight: heavy}\n",
+     "conf.yaml:2: 'criterions[0].weight' must be an integer or a number, got 'heavy'."),
+    ("criterions:\n  - {name: clap_contrastive, conf: {symmetric: 3}}\n",
+     "'criterions[0].conf.symmetric' must be true/false (the default is False), got 3."),
+    ("optim_conf: {lr: fast}\n", "'optim_conf.lr' must be a number (the default is 0.001), got 'fast'."),
+])
+def test_wrong_type_names_key_and_expected_type(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        config.load_config(write(tmp_path, text))
+    assert message in str(err.value)
+
+
+def test_unknown_component_name_in_config(tmp_path):
+    path = write(tmp_path, "seed: 3\ncriterions:\n  - name: mix_seperate\n")
+    with pytest.raises(ConfigError) as err:
+        config.load_config(path)
+    assert str(err.value).startswith(f"{path}:3: unknown loss 'mix_seperate'. "
+                                     f"Did you mean 'mix_separate'?")
+
+
+def test_unknown_optimizer_suggests(tmp_path):
+    with pytest.raises(ConfigError, match="unknown optim 'adamm'. Did you mean 'adam'?"):
+        config.load_config(write(tmp_path, "optim: adamm\n"))
+
+
+def test_missing_and_non_mapping_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        config.load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        config.load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_overrides_parse_yaml_values():
+    cfg = config.apply_overrides({"optim_conf": {"lr": 1}}, ["optim_conf.lr=2.5e-4", "trainer.max_steps=10"])
+    assert cfg == {"optim_conf": {"lr": 2.5e-4}, "trainer": {"max_steps": 10}}
+    with pytest.raises(ConfigError, match="must look like key.subkey=value"):
+        config.apply_overrides({}, ["nonsense"])
+
+
+def test_config_cli_reports_errors_without_traceback(tmp_path):
+    out = run_cli("config", write(tmp_path, "sed: 1\n"))
+    assert out.returncode == 2
+    assert "bisep config: error:" in out.stderr and "unknown key 'sed'" in out.stderr
+    assert "Traceback" not in out.stderr
