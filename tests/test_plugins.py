@@ -23,7 +23,8 @@ def test_third_party_distribution_is_found_and_listed(use_plugins, plugin_sites)
     registry = use_plugins("example")
     info = {i.source.plugin_name: i for i in registry.plugins()}["example"]
     assert (info.source.distribution, info.source.version) == ("bisep-example-plugin", "1.2.3")
-    assert info.names == {"separator": ["example_gain"], "loss": ["example_l2"]}
+    assert info.names == {"separator": ["example_gain"], "loss": ["example_l2"],
+                          "conditioner": ["example_hash"]}
     out = run_cli("plugins", pythonpath=[plugin_sites["example"]], check=True)
     assert "example  (bisep-example-plugin 1.2.3)" in out.stdout
     assert "separator:    example_gain" in out.stdout

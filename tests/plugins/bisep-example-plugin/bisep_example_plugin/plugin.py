@@ -10,3 +10,8 @@ def bisep_register_separators():
 @hookimpl
 def bisep_register_losses():
     return {"example_l2": "bisep_example_plugin.separator:MaskL2Loss"}
+
+
+@hookimpl
+def bisep_register_conditioners():
+    return {"example_hash": "bisep_example_plugin.conditioner:HashConditioner"}

@@ -1,0 +1,304 @@
+"""LAION-CLAP as a conditioner: the paper's frozen CLAP, built offline from local files.
+
+The model code is the ``laion_clap`` package's own (``clap_module.create_model``, the ``CLAP``
+module, ``clap_module.factory.load_state_dict``). Its convenience wrapper ``CLAP_Module`` is *not*
+used: its constructor downloads roberta-base (weights and tokenizer) from the model hub, and its
+``load_ckpt()`` downloads a checkpoint whenever no path is given. Here nothing is downloaded:
+
+- the checkpoint is a local file (``checkpoint``), e.g. ``music_audioset_epoch_15_esc_90.14.pt``
+  (HTSAT-base audio tower + RoBERTa text tower, no fusion), the one the paper uses;
+- the RoBERTa architecture and tokenizer come from a local roberta-base folder
+  (``text_model_dir``: ``config.json``, ``vocab.json``, ``merges.txt``). Its weights are not needed,
+  since the CLAP checkpoint holds the whole text tower.
+
+Audio is embedded the way CLAP does for clips up to 10 s: repeat-pad then zero-pad to 10 s at
+48 kHz (the paper's 8.19 s outputs are therefore zero-padded, see paper notes P11). Unlike
+``CLAP_Module.get_audio_embedding_from_data``, inputs are not quantized to int16 (that would cut
+the gradient), clips longer than 10 s keep their *first* 10 s instead of a random crop (the loss of
+an item must not change between calls), and the batch goes through the audio tower in one call.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from unittest import mock
+
+import torch
+import torch.nn.functional as F
+
+from bisep.conditioners.base import Conditioner
+
+CHECKPOINT_HELP = (
+    "Download a LAION-CLAP checkpoint on a machine with internet, e.g. "
+    "music_audioset_epoch_15_esc_90.14.pt (the paper's, HTSAT-base) from "
+    "https://huggingface.co/lukewys/laion_clap, copy it to this machine and set "
+    "conditioner_conf.checkpoint to its path. Nothing is downloaded at run time.")
+
+ROBERTA_HELP = (
+    "text_model_dir must be a local copy of roberta-base holding config.json, vocab.json and "
+    "merges.txt, e.g. made on a machine with internet with `hf download FacebookAI/roberta-base "
+    "config.json vocab.json merges.txt --local-dir roberta-base`. Its weights are not needed: "
+    "the CLAP checkpoint holds the whole text tower.")
+
+# Two prompts that share no word: any working tokenizer gives them different ids.
+_PROBE_PROMPTS = ("a dog barking", "violin music")
+
+
+def check_tokenizer(tokenizer, vocab_size: int, folder: str | Path, fix: str) -> None:
+    """Refuse a tokenizer that would silently turn every prompt into the same ids.
+
+    ``transformers`` builds an *empty* byte-level BPE tokenizer (5 special tokens, no warning) when
+    ``vocab.json``/``merges.txt`` are missing from the folder, or when the hub is offline and the
+    files are not cached. Every prompt then encodes to the same few special-token ids and every
+    text embedding is the same vector: training runs, and learns nothing.
+
+    Args:
+        tokenizer: a ``transformers`` tokenizer.
+        vocab_size (int): rows of the text model's token-embedding table.
+        folder: where the tokenizer was loaded from (for the message).
+        fix (str): how to get a complete folder (for the message).
+
+    Raises:
+        ValueError: the tokenizer is empty, or has more tokens than the model has embeddings.
+    """
+    first, second = (tokenizer(p)["input_ids"] for p in _PROBE_PROMPTS)
+    if first == second:
+        raise ValueError(
+            f"the tokenizer loaded from {folder} is empty ({len(tokenizer)} tokens): "
+            f"{_PROBE_PROMPTS[0]!r} and {_PROBE_PROMPTS[1]!r} both encode to {first}, so every "
+            f"prompt would get the same embedding. The folder lacks the tokenizer files "
+            f"(vocab.json and merges.txt, or tokenizer.json). {fix}")
+    if len(tokenizer) > vocab_size:
+        raise ValueError(
+            f"the tokenizer in {folder} has {len(tokenizer)} tokens but the text model embeds only "
+            f"{vocab_size}: the tokenizer files do not belong to this model.")
+
+
+def check_wav(wav: torch.Tensor) -> torch.Tensor:
+    """``wav`` as a ``(batch, time)`` float tensor, or a ValueError saying what is wrong."""
+    if not torch.is_tensor(wav) or wav.dim() != 2:
+        shape = tuple(wav.shape) if torch.is_tensor(wav) else type(wav).__name__
+        raise ValueError(f"embed_audio expects a (batch, time) tensor, got {shape}; "
+                         f"use wav[None] for a single clip")
+    if wav.shape[0] == 0 or wav.shape[1] == 0:
+        raise ValueError(f"embed_audio got an empty batch of shape {tuple(wav.shape)}")
+    if not wav.is_floating_point():
+        raise ValueError(f"embed_audio expects float samples in [-1, 1], got {wav.dtype}")
+    return wav
+
+
+def fit_to_clip(wav: torch.Tensor, clip_samples: int) -> torch.Tensor:
+    """CLAP's ``repeatpad``: repeat a short clip as many whole times as fit, then zero-pad.
+
+    Longer clips keep their first ``clip_samples`` samples. Differentiable.
+
+    Shape:
+        - wav: ``(batch, time)``.
+        - output: ``(batch, clip_samples)``.
+    """
+    length = wav.shape[-1]
+    if length >= clip_samples:
+        return wav[:, :clip_samples]
+    wav = wav.repeat(1, clip_samples // length)
+    return F.pad(wav, (0, clip_samples - wav.shape[-1]))
+
+
+def _import_clap_module():
+    """Import ``laion_clap`` without touching the network; return its ``clap_module`` package.
+
+    Importing ``laion_clap`` runs ``from_pretrained`` for three hub tokenizers at module level
+    (``laion_clap/training/data.py``); on a machine without internet, online mode retries for over
+    ten minutes. Offline they load empty, which is harmless: nothing here uses them.
+    ``huggingface_hub`` reads ``HF_HUB_OFFLINE`` once, at its own import, so the environment
+    variable alone is too late when transformers was imported earlier in the process: the flag is
+    also switched on for the duration of this import.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import constants
+
+    with mock.patch.object(constants, "HF_HUB_OFFLINE", True):
+        import laion_clap  # noqa: F401  (appends its own folder to sys.path)
+    # laion_clap's code imports its model package as the top-level name ``clap_module``; use that
+    # same module object, so that the patch in ``_build`` reaches the code that builds CLAP.
+    import clap_module
+
+    return clap_module
+
+
+class LaionClapConditioner(Conditioner):
+    """The LAION-CLAP audio and text towers (no fusion), frozen, from local files.
+
+    Args:
+        checkpoint (str, optional): path of a LAION-CLAP checkpoint (``.pt``) trained without
+            fusion, e.g. ``music_audioset_epoch_15_esc_90.14.pt``. Required unless ``random_init``.
+            A checkpoint is a pickle: load only files you trust.
+        text_model_dir (str): local roberta-base folder (``config.json``, ``vocab.json``,
+            ``merges.txt``): the text tower's architecture and tokenizer.
+        amodel (str): LAION-CLAP audio-tower name matching the checkpoint: ``"HTSAT-base"`` for
+            the ``music_*`` checkpoints, ``"HTSAT-tiny"`` for ``630k-best.pt`` and
+            ``630k-audioset-best.pt``.
+        random_init (bool): build the model with random weights and no checkpoint (tests, shape
+            checks).
+        frozen (bool): no parameter requires grad and the module stays in eval mode.
+
+    Attributes:
+        embed_dim (int): 512, the joint space.
+        sample_rate (int): 48000.
+        token_dim (int): RoBERTa's hidden size (768).
+        clip_samples (int): CLAP's window, 10 s at 48 kHz.
+        context_length (int): prompts are padded or truncated to 77 tokens, as in CLAP training.
+    """
+
+    def __init__(self, checkpoint: str | None = None, text_model_dir: str | None = None,
+                 amodel: str = "HTSAT-base", random_init: bool = False, frozen: bool = True):
+        super().__init__(frozen=frozen)
+        if checkpoint is None and not random_init:
+            raise ValueError(f"LaionClapConditioner needs a checkpoint path. {CHECKPOINT_HELP} "
+                             f"(random_init=True builds random weights, for tests only.)")
+        if checkpoint is not None and random_init:
+            raise ValueError("give either a checkpoint or random_init=True, not both")
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"LAION-CLAP checkpoint {checkpoint} does not exist. "
+                                    f"{CHECKPOINT_HELP}")
+        if text_model_dir is None or not (Path(text_model_dir) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"no roberta-base config.json in text_model_dir={text_model_dir}. {ROBERTA_HELP}")
+
+        from transformers import RobertaConfig, RobertaTokenizer
+
+        text_config = RobertaConfig.from_pretrained(text_model_dir, local_files_only=True)
+        if text_config.hidden_size != 768:
+            # CLAP's text projection is hard-coded as Linear(768, 512).
+            raise ValueError(f"{text_model_dir}/config.json has hidden_size "
+                             f"{text_config.hidden_size}; LAION-CLAP's text tower is roberta-base "
+                             f"(768). {ROBERTA_HELP}")
+        self.tokenizer = RobertaTokenizer.from_pretrained(text_model_dir, local_files_only=True)
+        check_tokenizer(self.tokenizer, text_config.vocab_size, text_model_dir, ROBERTA_HELP)
+
+        clap_module = _import_clap_module()
+        if amodel not in clap_module.list_models():
+            raise ValueError(f"unknown LAION-CLAP audio model {amodel!r}; the music checkpoints "
+                             f"use 'HTSAT-base', 630k-*.pt use 'HTSAT-tiny'")
+        # Read the checkpoint first: a wrong file fails before the (slow) model build.
+        state = None if checkpoint is None else self._read(clap_module, checkpoint)
+        self.model, model_cfg = self._build(clap_module, amodel, text_config)
+        if state is not None:
+            self._load(state, checkpoint, amodel)
+        audio_cfg = model_cfg["audio_cfg"]
+        self.embed_dim = self.model.joint_embed_shape
+        self.sample_rate = audio_cfg["sample_rate"]
+        self.clip_samples = audio_cfg["clip_samples"]
+        self.token_dim = text_config.hidden_size
+        self.context_length = self.model.context_length
+        if frozen:
+            self.freeze()
+
+    @staticmethod
+    def _read(clap_module, checkpoint: str) -> dict[str, torch.Tensor]:
+        """The checkpoint's state dict, read by the loader ``CLAP_Module.load_ckpt`` uses.
+
+        That loader strips the ``module.`` prefix and drops
+        ``text_branch.embeddings.position_ids``, which newer transformers no longer store.
+        """
+        try:
+            return clap_module.factory.load_state_dict(checkpoint, skip_params=True)
+        except (KeyError, AttributeError, StopIteration, RuntimeError,
+                pickle.UnpicklingError) as exc:
+            raise ValueError(
+                f"{checkpoint} is not a LAION-CLAP checkpoint ({type(exc).__name__}: {exc}). "
+                f"{CHECKPOINT_HELP}") from exc
+
+    @staticmethod
+    def _build(clap_module, amodel: str, text_config):
+        """``clap_module.create_model`` with the RoBERTa tower built from the local config."""
+        from transformers import RobertaModel
+
+        class LocalRoberta:
+            """Stands in for ``transformers.RobertaModel`` while CLAP is built: ``CLAP.__init__``
+            calls ``RobertaModel.from_pretrained('roberta-base')``, a hub download."""
+
+            @staticmethod
+            def from_pretrained(name, *args, **kwargs):
+                return RobertaModel(text_config)
+
+        with mock.patch.object(clap_module.model, "RobertaModel", LocalRoberta):
+            return clap_module.create_model(amodel, "roberta", precision="fp32",
+                                            device=torch.device("cpu"), enable_fusion=False)
+
+    def _load(self, state: dict[str, torch.Tensor], checkpoint: str, amodel: str) -> None:
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as exc:
+            detail = " ".join(str(exc).split())[:300]  # torch lists every mismatched key
+            raise ValueError(
+                f"{checkpoint} does not fit LAION-CLAP with audio model {amodel!r} + roberta "
+                f"without fusion ({detail}). The music_* checkpoints are HTSAT-base, "
+                f"630k-best.pt and 630k-audioset-best.pt are HTSAT-tiny (set amodel), and "
+                f"*fusion* checkpoints are not supported.") from exc
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """CLAP's learned audio-side contrastive scale ``exp(logit_scale_a)``, detached (0-d).
+
+        The paper's contrastive loss multiplies audio-text cosines by it instead of a tuned
+        temperature (about 14.3 at initialisation, ``1 / 0.07``).
+        """
+        return self.model.logit_scale_a.detach().exp()
+
+    def _tokenize(self, prompts) -> dict[str, torch.Tensor]:
+        prompts = self.check_prompts(prompts)
+        tokens = self.tokenizer(prompts, padding="max_length", truncation=True,
+                                max_length=self.context_length, return_tensors="pt")
+        device = self.model.logit_scale_a.device
+        return {"input_ids": tokens["input_ids"].to(device),
+                "attention_mask": tokens["attention_mask"].to(device)}
+
+    def embed_text(self, prompts: list[str]) -> torch.Tensor:
+        """Unit-norm CLAP text embeddings (RoBERTa pooled output, then CLAP's projection).
+
+        Args:
+            prompts (list of str): non-empty texts.
+
+        Shape:
+            output: ``(len(prompts), 512)``.
+        """
+        tokens = self._tokenize(prompts)
+        embeds = self.model.encode_text(tokens, device=tokens["input_ids"].device)
+        return F.normalize(embeds, dim=-1)
+
+    def embed_text_tokens(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoBERTa's last hidden states, the keys and values of the separator's cross-attention.
+
+        Args:
+            prompts (list of str): non-empty texts.
+
+        Shape:
+            output: ``(len(prompts), 77, 768)`` states and a ``(len(prompts), 77)`` bool mask,
+            ``True`` on real tokens (``<s>`` and ``</s>`` included), ``False`` on padding.
+        """
+        tokens = self._tokenize(prompts)
+        states = self.model.text_branch(**tokens).last_hidden_state
+        return states, tokens["attention_mask"].bool()
+
+    def embed_audio(self, wav: torch.Tensor) -> torch.Tensor:
+        """Unit-norm CLAP audio embeddings, differentiable with respect to ``wav``.
+
+        Each clip is repeat-padded then zero-padded to 10 s (first 10 s kept if longer), and the
+        HTSAT tower computes its own log-mel front end (torchlibrosa, differentiable). No
+        ``torch.no_grad`` anywhere: with frozen weights only ``wav`` can carry a gradient.
+
+        Args:
+            wav (torch.Tensor): mono waveforms at 48 kHz, floats in [-1, 1].
+
+        Shape:
+            - wav: ``(batch, time)``.
+            - output: ``(batch, 512)``.
+        """
+        wav = check_wav(wav)
+        param = self.model.logit_scale_a
+        wav = fit_to_clip(wav.to(device=param.device, dtype=param.dtype), self.clip_samples)
+        inputs = {"waveform": wav,
+                  "longer": torch.zeros(wav.shape[0], 1, dtype=torch.bool, device=wav.device)}
+        features = self.model.encode_audio(inputs, device=wav.device)["embedding"]
+        return F.normalize(self.model.audio_projection(features), dim=-1)
