@@ -7,7 +7,10 @@ from bisep.hookspecs import hookimpl
 
 SEPARATORS = {}
 
-CONDITIONERS = {}
+CONDITIONERS = {
+    "laion_clap": "bisep.conditioners.laion_clap:LaionClapConditioner",
+    "hf_clap": "bisep.conditioners.hf_clap:HfClapConditioner",
+}
 
 LOSSES = {
     "clap_contrastive": "bisep.losses.contrastive:BiModalContrastiveLoss",
