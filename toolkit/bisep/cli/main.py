@@ -12,7 +12,7 @@ import sys
 
 import bisep
 
-SUBCOMMANDS = ("plugins", "config")
+SUBCOMMANDS = ("plugins", "config", "separate", "score")
 
 
 class CliError(Exception):
