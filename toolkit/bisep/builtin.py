@@ -5,7 +5,10 @@ strings so that loading this module imports nothing heavy.
 """
 from bisep.hookspecs import hookimpl
 
-SEPARATORS = {}
+SEPARATORS = {
+    "cond_unet": "bisep.separators.cond_unet:CondUNet",
+    "film_masknet": "bisep.separators.film_masknet:FiLMMaskNet",
+}
 
 CONDITIONERS = {
     "laion_clap": "bisep.conditioners.laion_clap:LaionClapConditioner",
