@@ -4,10 +4,11 @@ Triton decides between compiling and interpreting when a kernel is defined, and 
 ``TRITON_INTERPRET`` then; other test files may import torch (and through it Triton) into
 this pytest process first. So the kernels run in a child process started with
 ``TRITON_INTERPRET=1`` in its environment: this file run as a script, which computes
-every case with ``backend="triton"`` and saves inputs, outputs and gradients. The tests
-here recompute each case with the torch path in the pytest process and compare. The
-child also reports that the kernels really ran (no silent fall-back to torch) and that
-importing :mod:`bisep.dsp` does not import Triton.
+every case with ``backend="triton"`` and saves outputs and gradients. The tests here
+rebuild the same (seeded) inputs, compute each case with the torch path in the pytest
+process and compare. The child also reports that the kernels really ran (no silent
+fall-back to torch) and that importing :mod:`bisep.dsp` does not import Triton. A second
+child, without the interpreter, compiles the kernels for an sm_90 GPU (no GPU needed).
 """
 from __future__ import annotations
 
@@ -47,8 +48,9 @@ TOL = {
 # upstream gradient, tolerance of values, tolerance of gradients.
 # Layouts: "stft" = frequency-contiguous as torch.stft returns it, "contig" = frames-
 # contiguous; "strided" = both operands cut out of larger tensors (non-dense).
+# "stft_conj": the "stft" mixture as a lazily conjugated view.
 # Upstream gradients: "random" complex, "transposed" (frames-contiguous memory),
-# "expanded" (one value broadcast: strides 0 but for re/im).
+# "expanded" (one value broadcast: strides 0 but for re/im), "conj" (lazily conjugated).
 CASES = {
     "mask_f32": ("mask", (2, 3, 33, 19), "complex64", "float32", "stft", True, True,
                  "random", "float32", "float32"),
@@ -56,6 +58,8 @@ CASES = {
                    "random", "logits32", "logits32"),
     "logits_f32_contig": ("logits", (2, 2, 21, 37), "complex64", "float32", "contig", True,
                           True, "transposed", "logits32", "logits32"),
+    "logits_f32_conj": ("logits", (2, 2, 10, 12), "complex64", "float32", "stft_conj", True,
+                        True, "conj", "logits32", "logits32"),
     "logits_f32_strided": ("logits", (2, 3, 17, 35), "complex64", "float32", "strided",
                            True, True, "random", "logits32", "logits32"),
     "mask_f32_strided_expanded": ("mask", (3, 2, 9, 11), "complex64", "float32", "strided",
@@ -95,9 +99,11 @@ def make_inputs(name: str):
         wide = torch.complex128 if dtype.is_complex else torch.float64
         return torch.randn(*shape, dtype=wide, generator=gen).to(dtype)
 
-    if layout == "stft":
+    if layout.startswith("stft"):
         spec = base((B, T, F), spec_dtype).transpose(1, 2)
         mask = base((B, Q, F, T), mask_dtype)
+        if layout == "stft_conj":
+            spec = spec.conj()
     elif layout == "contig":
         spec = base((B, F, T), spec_dtype)
         mask = base((B, F, Q, T), mask_dtype).transpose(1, 2)
@@ -114,6 +120,8 @@ def make_inputs(name: str):
         grad = grad.transpose(2, 3).contiguous().transpose(2, 3)
     elif upstream == "expanded":
         grad = grad[:1, :1, :1, :1].expand(B, Q, F, T)
+    elif upstream == "conj":
+        grad = grad.conj()
     return spec.requires_grad_(spec_grad), mask.requires_grad_(mask_grad), grad
 
 
