@@ -240,7 +240,8 @@ def test_model_args_rebuild(name):
 
 def test_explicit_keywords_override_preset():
     args = CondUNet(preset="small", ngf=8, num_cond_levels=1).get_model_args()
-    assert (args["ngf"], args["num_cond_levels"], args["num_downs"], args["n_fft"]) == (8, 1, 5, 510)
+    resolved = (args["ngf"], args["num_cond_levels"], args["num_downs"], args["n_fft"])
+    assert resolved == (8, 1, 5, 510)
     args = FiLMMaskNet(preset="small", hid_chan=32).get_model_args()
     assert (args["hid_chan"], args["bn_chan"], args["n_fft"]) == (32, 128, 510)
     with pytest.raises(ValueError, match="unknown preset 'tiny'; available: paper, small"):

@@ -33,12 +33,12 @@ from torch import nn
 from bisep.separators.base import BaseSeparator, Query
 
 PRESETS = {
-    # The paper's configuration (87.7 M parameters, 512 x 512 bins for 131,070 samples).
+    # The paper's configuration (512 x 512 bins for 131,070 samples).
     "paper": dict(n_fft=1022, hop_length=256, ngf=64, num_downs=7, num_cond_levels=3,
                   num_heads=8, num_channels=32),
     # Trains on 2 CPU cores. No SCA level: the whole U-Net is shared by the queries and
     # only the head is per query. One SCA level makes the whole up path per query, which
-    # measured ~9x the training-step time (docs/separators.md); num_heads is for that.
+    # measured 6-9x the training-step time (docs/separators.md); num_heads is for that.
     "small": dict(n_fft=510, hop_length=256, ngf=16, num_downs=5, num_cond_levels=0,
                   num_heads=4, num_channels=32),
 }
@@ -347,13 +347,16 @@ class CondUNet(BaseSeparator):
 
     Keywords left at ``None`` take the preset's value; explicit ones override it.
 
-    Presets (parameter counts include the head for ``query_dim=512, token_dim=768``):
+    Presets (parameter counts with the head, for ``query_dim=512, token_dim=768``):
 
     - ``None`` or ``"paper"``: n_fft 1022, hop 256, ngf 64, num_downs 7,
-      num_cond_levels 3, num_heads 8, num_channels 32: 87,726,819 parameters.
-    - ``"small"``: n_fft 510, hop 256, ngf 16, num_downs 5, num_cond_levels 1,
-      num_heads 4, num_channels 32: 1,327,651 parameters (see ``docs/separators.md``
-      for its training cost on 2 CPU cores).
+      num_cond_levels 3, num_heads 8, num_channels 32: 88,088,611 parameters
+      (87,694,627 without ``embedding_token``).
+    - ``"small"``: n_fft 510 (256 bins), hop 256, ngf 16, num_downs 5,
+      num_cond_levels 0, num_heads 4, num_channels 32: 2,079,379 parameters. The whole
+      U-Net is shared by the queries, so it trains on 2 CPU cores; adding one SCA level
+      (``num_cond_levels=1``: 2,902,163 parameters) makes the up path per query and
+      measured 6-9x the training-step time (``benchmarks/separator_rtf.py``).
 
     Args:
         sample_rate: the rate the model works at.
@@ -459,7 +462,7 @@ class CondUNet(BaseSeparator):
         """One mask per query from the shared features.
 
         The ``Q`` queries are folded into the batch (``B·Q``) for the conditioned levels
-        and the up path.
+        and the up path. Token states are read only when ``num_cond_levels > 0``.
 
         Shape:
             - features: from :meth:`encode` of a ``(B, F, T)`` magnitude.

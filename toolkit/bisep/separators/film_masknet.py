@@ -99,9 +99,9 @@ class FiLMMaskNet(BaseSeparator):
     Presets (parameter counts for ``query_dim=512``):
 
     - ``None`` or ``"default"``: n_fft 1022, hop 256, bn_chan 256, hid_chan 512,
-      n_blocks 8, n_repeats 3, num_film_blocks 2: 7,155,760 parameters.
+      n_blocks 8, n_repeats 3, num_film_blocks 2: 7,722,801 parameters.
     - ``"small"``: n_fft 510, hop 256, bn_chan 128, hid_chan 256, n_blocks 6,
-      n_repeats 2, num_film_blocks 2: 1,201,840 parameters.
+      n_repeats 2, num_film_blocks 2: 1,407,385 parameters.
 
     Args:
         sample_rate: the rate the model works at.

@@ -1,0 +1,199 @@
+"""Real-time factor of the separators on CPU, against an Asteroid Conv-TasNet, and the
+cost of extra queries.
+
+    python benchmarks/separator_rtf.py                 # 60 s of audio, 2 threads
+    python benchmarks/separator_rtf.py --seconds 20 --skip-paper
+
+Every model separates the same audio in 131,070-sample chunks (the paper's clip size,
+as its demo does) with one query, in inference mode. The reference is a Conv-TasNet
+(``asteroid.models.ConvTasNet``, one output, 16 kHz) with ``n_blocks`` x ``n_repeats``
+chosen so that its parameter count is closest to ``cond_unet``'s small preset. RTF is
+processing time / audio duration (below 1: faster than real time). Timings on a shared
+machine drift and burst, so each time is the best of ``--repeats`` interleaved runs (the
+paper-size model runs once), each is also given as a ratio to the reference measured in
+the same run, and the load average is printed.
+
+The second table times one chunk: ``encode`` (once per mixture) against
+``predict_masks`` for 1 and 6 queries, and what 6 queries cost compared with 6 separate
+single-query runs (what sharing the query-independent part buys). The third times a
+training step of the separator alone (8 mixtures x 6 queries of 3 s, forward and
+backward; no conditioner, no loss), which is what decides whether a preset trains on CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+from bisep.separators.base import Query
+from bisep.separators.cond_unet import CondUNet
+from bisep.separators.film_masknet import FiLMMaskNet
+
+CHUNK = 131070
+SR = 16000
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def make_query(model, queries: int, seed: int = 0) -> Query:
+    """Random unit-norm embeddings, plus CLAP-like token states (77 tokens, 768-d, about
+    a third real) for a model that cross-attends to them."""
+    g = torch.Generator().manual_seed(seed)
+    emb = F.normalize(torch.randn(1, queries, model.query_dim, generator=g), dim=-1)
+    if not getattr(model, "sca", None):
+        return Query(emb)
+    tokens = torch.randn(1, queries, 77, model.token_dim, generator=g)
+    mask = (torch.arange(77) < 25).expand(1, queries, 77)
+    return Query(emb, tokens, mask)
+
+
+def tasnet_like(target: int):
+    """The Asteroid Conv-TasNet whose parameter count is closest to ``target``."""
+    from asteroid.models import ConvTasNet
+
+    best = None
+    for n_blocks in range(1, 9):
+        for n_repeats in range(1, 5):
+            model = ConvTasNet(n_src=1, n_blocks=n_blocks, n_repeats=n_repeats, sample_rate=SR)
+            if best is None or abs(n_params(model) - target) < abs(n_params(best[0]) - target):
+                best = (model, n_blocks, n_repeats)
+    return best
+
+
+def one_query(model):
+    """``wav -> separated`` with a fixed single query."""
+    query = make_query(model, 1)
+    return lambda wav: model(wav, query)
+
+
+@torch.inference_mode()
+def run_chunked(separate, wav: torch.Tensor) -> float:
+    """Seconds to separate ``wav`` (1, L) chunk by chunk, as the paper's demo does."""
+    length = wav.shape[-1]
+    padded = F.pad(wav, (0, -length % CHUNK))
+    start = time.perf_counter()
+    outs = [separate(chunk) for chunk in padded.split(CHUNK, dim=-1)]
+    torch.cat(outs, dim=-1)[..., :length]
+    return time.perf_counter() - start
+
+
+@torch.inference_mode()
+def query_costs(model, wav: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` seconds of analyze+encode, predict_masks (Q=1, Q=6), synthesize."""
+    def best(fn):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - start)
+        return min(times), out
+
+    def encode():
+        spec, mag = model.analyze(wav)
+        return spec, model.encode(mag)
+
+    t_enc, (spec, features) = best(encode)
+    result = {"encode": t_enc}
+    for q in (1, 6):
+        query = make_query(model, q)
+        result[f"predict_{q}"], masks = best(lambda: model.predict_masks(features, query))
+        result[f"synth_{q}"], _ = best(lambda: model.synthesize(spec, masks, wav.shape[-1]))
+    return result
+
+
+def train_step_seconds(model, repeats: int, batch: int = 8, queries: int = 6,
+                       seconds: float = 3.0) -> float:
+    """Best-of-``repeats`` seconds of one separator forward + backward in train mode (a
+    weak-supervision step's separator share: ``batch`` mixtures, ``queries`` each)."""
+    model.train()
+    wav = 0.1 * torch.randn(batch, int(seconds * SR), generator=torch.Generator().manual_seed(2))
+    query = make_query(model, queries)
+    query = Query(*(None if t is None else t.expand(batch, *t.shape[1:])
+                    for t in (query.embedding, query.tokens, query.token_mask)))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _, mag = model.analyze(wav)
+        model.predict_masks(model.encode(mag), query).mean().backward()
+        times.append(time.perf_counter() - start)
+        model.zero_grad(set_to_none=True)
+    model.eval()
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="audio length (default 60)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs per model, best kept (paper preset: 1)")
+    parser.add_argument("--skip-paper", action="store_true",
+                        help="leave out the paper-size cond_unet (slow on CPU)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    models = {}
+    if not args.skip_paper:
+        models["cond_unet (paper)"] = CondUNet()
+    models["cond_unet (small)"] = CondUNet(preset="small")
+    models["cond_unet (small, 1 SCA)"] = CondUNet(preset="small", num_cond_levels=1)
+    models["film_masknet (default)"] = FiLMMaskNet()
+    models["film_masknet (small)"] = FiLMMaskNet(preset="small")
+    reference, n_blocks, n_repeats = tasnet_like(n_params(models["cond_unet (small)"]))
+    ref_name = f"ConvTasNet ({n_blocks}x{n_repeats} blocks)"
+    for model in (*models.values(), reference):
+        model.eval()
+
+    wav = 0.1 * torch.randn(1, int(args.seconds * SR), generator=torch.Generator().manual_seed(1))
+    duration = wav.shape[-1] / SR
+    print(f"torch {torch.__version__}, {args.threads} threads, {duration:.1f} s of audio in "
+          f"{CHUNK}-sample chunks; load average {os.getloadavg()[0]:.2f}")
+
+    separators = {name: one_query(model) for name, model in models.items()}
+    separators[ref_name] = reference
+    for fn in separators.values():  # warm-up: allocator, oneDNN kernels
+        run_chunked(fn, wav[:, :SR])
+    # Best of the repeats, interleaved so that a burst of load elsewhere hits one repeat
+    # of every model rather than all repeats of one.
+    runs = {name: [] for name in separators}
+    for repeat in range(args.repeats):
+        for name, fn in separators.items():
+            if repeat == 0 or "paper" not in name:
+                runs[name].append(run_chunked(fn, wav))
+    times = {name: min(seconds) for name, seconds in runs.items()}
+
+    print(f"\nbest of {args.repeats} runs (paper preset: 1)")
+    print(f"{'model':28s} {'params':>11s} {'seconds':>9s} {'RTF':>7s} {'x ref':>7s}")
+    for name, seconds in times.items():
+        model = models.get(name, reference)
+        print(f"{name:28s} {n_params(model):11,d} {seconds:9.2f} {seconds / duration:7.3f} "
+              f"{seconds / times[ref_name]:7.2f}")
+
+    print(f"\nper-query cost on one {CHUNK / SR:.2f} s chunk, seconds (best of {args.repeats}; "
+          f"paper preset: 1 run)")
+    print(f"{'model':28s} {'encode':>8s} {'pred Q=1':>9s} {'pred Q=6':>9s} "
+          f"{'Q=6 / 6 runs of Q=1':>20s}")
+    chunk = wav[:, :CHUNK] if wav.shape[-1] >= CHUNK else F.pad(wav, (0, CHUNK - wav.shape[-1]))
+    for name, model in models.items():
+        c = query_costs(model, chunk, repeats=1 if "paper" in name else args.repeats)
+        one = c["encode"] + c["predict_1"] + c["synth_1"]
+        six = c["encode"] + c["predict_6"] + c["synth_6"]
+        print(f"{name:28s} {c['encode']:8.3f} {c['predict_1']:9.3f} {c['predict_6']:9.3f} "
+              f"{six / (6 * one):20.2f}")
+
+    print(f"\ntraining step, separator only (forward + backward, 8 mixtures x 6 queries, "
+          f"3 s), seconds (best of {args.repeats})")
+    for name, model in models.items():
+        if "paper" not in name:
+            print(f"{name:28s} {train_step_seconds(model, args.repeats):8.2f}")
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
