@@ -136,12 +136,23 @@ def test_extra_estimate_and_missing_mixture(dataset, capsys):
     err = score_error(capsys, "--ref-dir", dataset / "ref", "--est-dir", dataset / "est",
                       "--mix-dir", dataset / "mix")
     assert "1 item has no mixture" in err and "c.wav" in err and "drop --mix-dir" in err
+    write(dataset / "est" / "zz" / "guitar.wav", np.ones(RATE // 2))  # an item R lacks
+    err = score_error(capsys, "--ref-dir", dataset / "ref", "--est-dir", dataset / "est")
+    assert "1 estimate has no reference" in err and f"{dataset / 'est' / 'zz'}" in err
 
 
 def test_wrong_layout_and_missing_folder(dataset, capsys):
     write(dataset / "ref" / "loose.wav", np.ones(100))
     err = score_error(capsys, "--ref-dir", dataset / "ref", "--est-dir", dataset / "est")
     assert "holds audio files directly (e.g. loose.wav)" in err and "<item>/<source>.wav" in err
+    (dataset / "ref" / "loose.wav").unlink()
+    sf.write(dataset / "ref" / "a" / "violin.flac", np.full(100, 0.5), RATE)
+    err = score_error(capsys, "--ref-dir", dataset / "ref", "--est-dir", dataset / "est")
+    assert "violin.flac and violin.wav have the same name" in err
+    (dataset / "ref" / "a" / "violin.flac").unlink()
+    (dataset / "ref" / "empty").mkdir()
+    err = score_error(capsys, "--ref-dir", dataset / "ref", "--est-dir", dataset / "est")
+    assert f"{dataset / 'ref' / 'empty'} holds no .wav/.flac files" in err
     err = score_error(capsys, "--ref-dir", dataset / "nope", "--est-dir", dataset / "est")
     assert "--ref-dir" in err and "no such folder" in err
     err = score_error(capsys, "--ref-dir", dataset / "ref")

@@ -41,7 +41,7 @@ def si_sdr(references, estimates) -> np.ndarray:
     """
     refs, ests = _pair(references, estimates, "SI-SDR")
     require_nonsilent(ests, "estimates", "SI-SDR")
-    scale = (ests * refs).sum(dim=-1, keepdim=True) / energy(refs).unsqueeze(-1)
+    scale = np.sum(ests * refs, axis=-1, keepdims=True) / energy(refs)[..., None]
     target = scale * refs
     return to_db(energy(target), energy(ests - target))
 
