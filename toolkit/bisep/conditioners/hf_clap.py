@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bisep.conditioners.base import Conditioner
-from bisep.conditioners.laion_clap import check_tokenizer, check_wav, fit_to_clip
+from bisep.conditioners.laion_clap import (ClapConditioner, check_tokenizer, check_wav,
+                                           fit_to_clip)
 
 MODEL_DIR_HELP = (
     "model_dir must be a local folder holding a transformers CLAP (config.json, "
@@ -30,7 +30,7 @@ MODEL_DIR_HELP = (
     "with internet with `hf download laion/larger_clap_music --local-dir larger_clap_music`.")
 
 
-class HfClapConditioner(Conditioner):
+class HfClapConditioner(ClapConditioner):
     """A ``transformers`` CLAP, frozen, from a local folder.
 
     Args:
@@ -77,19 +77,6 @@ class HfClapConditioner(Conditioner):
         self.token_dim = self.model.config.text_config.hidden_size
         if frozen:
             self.freeze()
-
-    @property
-    def logit_scale(self) -> torch.Tensor:
-        """The model's audio-side contrastive scale ``exp(logit_scale_a)``, detached (0-d)."""
-        return self.model.logit_scale_a.detach().exp()
-
-    def _tokenize(self, prompts) -> dict[str, torch.Tensor]:
-        prompts = self.check_prompts(prompts)
-        tokens = self.tokenizer(prompts, padding="max_length", truncation=True,
-                                max_length=self.context_length, return_tensors="pt")
-        device = self.model.logit_scale_a.device
-        return {"input_ids": tokens["input_ids"].to(device),
-                "attention_mask": tokens["attention_mask"].to(device)}
 
     def embed_text(self, prompts: list[str]) -> torch.Tensor:
         """Unit-norm text embeddings (``ClapModel.get_text_features``).

@@ -126,7 +126,30 @@ def _import_clap_module():
     return clap_module
 
 
-class LaionClapConditioner(Conditioner):
+class ClapConditioner(Conditioner):
+    """What both CLAP wrappers share: a CLAP model with ``logit_scale_a``, a tokenizer
+    padded to ``context_length``. Subclasses set ``model``, ``tokenizer`` and
+    ``context_length``."""
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """CLAP's learned audio-side contrastive scale ``exp(logit_scale_a)``, detached (0-d).
+
+        The paper's contrastive loss multiplies audio-text cosines by it instead of a tuned
+        temperature (about 14.3 at initialisation, ``1 / 0.07``).
+        """
+        return self.model.logit_scale_a.detach().exp()
+
+    def _tokenize(self, prompts) -> dict[str, torch.Tensor]:
+        prompts = self.check_prompts(prompts)
+        tokens = self.tokenizer(prompts, padding="max_length", truncation=True,
+                                max_length=self.context_length, return_tensors="pt")
+        device = self.model.logit_scale_a.device
+        return {"input_ids": tokens["input_ids"].to(device),
+                "attention_mask": tokens["attention_mask"].to(device)}
+
+
+class LaionClapConditioner(ClapConditioner):
     """The LAION-CLAP audio and text towers (no fusion), frozen, from local files.
 
     Args:
@@ -236,23 +259,6 @@ class LaionClapConditioner(Conditioner):
                 f"without fusion ({detail}). The music_* checkpoints are HTSAT-base, "
                 f"630k-best.pt and 630k-audioset-best.pt are HTSAT-tiny (set amodel), and "
                 f"*fusion* checkpoints are not supported.") from exc
-
-    @property
-    def logit_scale(self) -> torch.Tensor:
-        """CLAP's learned audio-side contrastive scale ``exp(logit_scale_a)``, detached (0-d).
-
-        The paper's contrastive loss multiplies audio-text cosines by it instead of a tuned
-        temperature (about 14.3 at initialisation, ``1 / 0.07``).
-        """
-        return self.model.logit_scale_a.detach().exp()
-
-    def _tokenize(self, prompts) -> dict[str, torch.Tensor]:
-        prompts = self.check_prompts(prompts)
-        tokens = self.tokenizer(prompts, padding="max_length", truncation=True,
-                                max_length=self.context_length, return_tensors="pt")
-        device = self.model.logit_scale_a.device
-        return {"input_ids": tokens["input_ids"].to(device),
-                "attention_mask": tokens["attention_mask"].to(device)}
 
     def embed_text(self, prompts: list[str]) -> torch.Tensor:
         """Unit-norm CLAP text embeddings (RoBERTa pooled output, then CLAP's projection).
