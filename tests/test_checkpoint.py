@@ -4,7 +4,7 @@ import torch
 
 from bisep import checkpoint
 from bisep.checkpoint import CheckpointError
-from bisep.separators.base import Query
+from bisep.separators.base import Conditioning
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def test_round_trip_through_the_registry(tmp_path, gain_model):
     assert package["infos"]["software_versions"]["torch"] == torch.__version__
     assert package["infos"]["config"] == {"separator": "example_gain"}
     again = checkpoint.from_pretrained(tmp_path / "exp", registry=registry)  # a model dir
-    wav, query = torch.randn(2, 800), Query(torch.randn(2, 3, 4))
+    wav, query = torch.randn(2, 800), Conditioning(torch.randn(2, 3, 4))
     assert torch.equal(model(wav, query), again(wav, query))
 
 

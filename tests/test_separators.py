@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from bisep.checkpoint import from_pretrained, save, serialize
-from bisep.separators.base import Query
+from bisep.separators.base import Conditioning
 from bisep.separators.cond_unet import CondUNet, InnerProductHead
 from bisep.separators.film_masknet import FiLM, FiLMMaskNet
 
@@ -46,13 +46,13 @@ def make_query(batch=B, queries=Q, seed=1, lengths=(7, 4, 2)):
     tokens = torch.randn(batch, queries, L, TOKEN_DIM, generator=g)
     n = torch.tensor([lengths[i % len(lengths)] for i in range(queries)])
     mask = (torch.arange(L) < n[:, None]).expand(batch, queries, L).clone()
-    return Query(emb, tokens, mask)
+    return Conditioning(emb, tokens, mask)
 
 
 def select(query, idx):
     """The queries ``idx`` (a list) of every item."""
     pick = (lambda t: None if t is None else t[:, idx])
-    return Query(pick(query.embedding), pick(query.tokens), pick(query.token_mask))
+    return Conditioning(pick(query.embedding), pick(query.tokens), pick(query.token_mask))
 
 
 def wav(length=SR // 2, batch=B, seed=2):
@@ -163,11 +163,11 @@ def test_padding_mask_respected():
         base = model.predict_masks(features, query)
         padded = query.tokens.clone()
         padded[~query.token_mask] = 100.0
-        same = model.predict_masks(features, Query(query.embedding, padded, query.token_mask))
+        same = model.predict_masks(features, Conditioning(query.embedding, padded, query.token_mask))
         real = query.tokens.clone()
         real[:, :, 0] += 1.0
-        changed = model.predict_masks(features, Query(query.embedding, real, query.token_mask))
-        unmasked = model.predict_masks(features, Query(query.embedding, padded))
+        changed = model.predict_masks(features, Conditioning(query.embedding, real, query.token_mask))
+        unmasked = model.predict_masks(features, Conditioning(query.embedding, padded))
     torch.testing.assert_close(same, base, atol=1e-6, rtol=0)
     assert (changed - base).abs().max() > 1e-4
     assert (unmasked - base).abs().max() > 1e-4  # without the mask, padding is attended
@@ -179,8 +179,8 @@ def test_no_tokens_attends_to_the_embedding():
     query = make_query()
     with torch.no_grad():
         features = model.encode(mag)
-        masks = model.predict_masks(features, Query(query.embedding))
-        other = model.predict_masks(features, Query(query.embedding.flip(1)))
+        masks = model.predict_masks(features, Conditioning(query.embedding))
+        other = model.predict_masks(features, Conditioning(query.embedding.flip(1)))
     assert masks.shape == (B, Q, *mag.shape[1:])
     torch.testing.assert_close(other, masks.flip(1), atol=1e-5, rtol=1e-4)
     assert (masks[:, 0] - masks[:, 2]).abs().max() > 1e-4
@@ -192,11 +192,11 @@ def test_token_errors():
     features = model.encode(mag)
     query = make_query()
     with pytest.raises(TypeError, match="token_dim"):
-        model.predict_masks(features, Query(query.embedding, query.tokens[..., :-1]))
+        model.predict_masks(features, Conditioning(query.embedding, query.tokens[..., :-1]))
     empty = query.token_mask.clone()
     empty[0, 1] = False
     with pytest.raises(ValueError, match="no real token"):
-        model.predict_masks(features, Query(query.embedding, query.tokens, empty))
+        model.predict_masks(features, Conditioning(query.embedding, query.tokens, empty))
 
 
 # ------------------------------------------------------------------------ gradients
@@ -254,9 +254,9 @@ def test_query_dim_mismatch_is_clear(name):
     _, mag = model.analyze(wav())
     features = model.encode(mag)
     with pytest.raises(TypeError, match="trained with another conditioner"):
-        model.predict_masks(features, Query(torch.randn(B, Q, D + 1)))
+        model.predict_masks(features, Conditioning(torch.randn(B, Q, D + 1)))
     with pytest.raises(TypeError, match="trained with another conditioner"):
-        model.predict_masks(features, Query(torch.randn(B + 1, Q, D)))
+        model.predict_masks(features, Conditioning(torch.randn(B + 1, Q, D)))
 
 
 def test_invalid_sizes():

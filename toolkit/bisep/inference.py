@@ -26,7 +26,7 @@ from bisep import audio as audio_io
 from bisep.conditioners.base import Conditioner
 from bisep.conditioners.query import Query as QuerySpec
 from bisep.conditioners.query import embed_queries
-from bisep.separators.base import BaseSeparator, Query
+from bisep.separators.base import BaseSeparator, Conditioning
 
 
 class Separator:
@@ -78,7 +78,7 @@ class Separator:
         return cls(model, conditioner, device=device, **kwargs)
 
     # -- queries -------------------------------------------------------------------------
-    def condition(self, queries: Sequence[str | QuerySpec], batch: int = 1) -> Query:
+    def condition(self, queries: Sequence[str | QuerySpec], batch: int = 1) -> Conditioning:
         """Embed the queries once; the result is reused for every chunk and channel.
 
         Shape:
@@ -93,7 +93,7 @@ class Separator:
                 tokens, token_mask = self.conditioner.embed_text_tokens([s.text for s in specs])
                 tokens = tokens.unsqueeze(0).expand(batch, *tokens.shape)
                 token_mask = token_mask.unsqueeze(0).expand(batch, *token_mask.shape)
-        return Query(emb.unsqueeze(0).expand(batch, *emb.shape), tokens, token_mask)
+        return Conditioning(emb.unsqueeze(0).expand(batch, *emb.shape), tokens, token_mask)
 
     # -- separation ----------------------------------------------------------------------
     def separate(self, wav, queries: Sequence[str | QuerySpec], sample_rate: int,
@@ -125,7 +125,7 @@ class Separator:
         out = audio_io.resample_audio(out, self.sample_rate, sample_rate)
         return _fit_length(out, length)
 
-    def _chunked(self, x: torch.Tensor, query: Query, progress) -> torch.Tensor:
+    def _chunked(self, x: torch.Tensor, query: Conditioning, progress) -> torch.Tensor:
         channels, length = x.shape
         size = length if self.chunk_seconds is None else int(self.chunk_seconds * self.sample_rate)
         if length <= size:

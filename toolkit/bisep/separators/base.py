@@ -24,7 +24,7 @@ from bisep.dsp import Stft, StftConfig, apply_mask
 
 
 @dataclass
-class Query:
+class Conditioning:
     """What a separator is conditioned on, per query.
 
     Attributes:
@@ -74,7 +74,7 @@ class BaseSeparator(torch.nn.Module):
         """Query-independent features of a mixture magnitude ``(B, F, T)``."""
         raise NotImplementedError
 
-    def predict_masks(self, features: Any, query: Query) -> torch.Tensor:
+    def predict_masks(self, features: Any, query: Conditioning) -> torch.Tensor:
         """Masks in ``[0, 1]`` of shape ``(B, Q, F, T)`` for ``query``."""
         raise NotImplementedError
 
@@ -103,19 +103,19 @@ class BaseSeparator(torch.nn.Module):
         """
         return self.stft.inverse(apply_mask(spec, masks, backend=self.mask_backend), length)
 
-    def forward(self, wav: torch.Tensor, query: Query) -> torch.Tensor:
+    def forward(self, wav: torch.Tensor, query: Conditioning) -> torch.Tensor:
         """Separate one waveform per query.
 
         Shape:
             - wav: ``(B, L)``.
-            - query: embedding ``(B, Q, D)`` (see :class:`Query`).
+            - query: embedding ``(B, Q, D)`` (see :class:`Conditioning`).
             - output: ``(B, Q, L)``.
         """
         spec, mag = self.analyze(wav)
         masks = self.predict_masks(self.encode(mag), query)
         return self.synthesize(spec, masks, wav.shape[-1])
 
-    def check_query(self, query: Query, batch: int) -> None:
+    def check_query(self, query: Conditioning, batch: int) -> None:
         emb = query.embedding
         if emb.dim() != 3 or emb.shape[0] != batch or emb.shape[2] != self.query_dim:
             raise TypeError(f"query embedding must be (B, Q, D) = ({batch}, Q, "

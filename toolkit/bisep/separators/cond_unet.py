@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bisep.separators.base import BaseSeparator, Query
+from bisep.separators.base import BaseSeparator, Conditioning
 
 PRESETS = {
     # The paper's configuration (512 x 512 bins for 131,070 samples).
@@ -67,7 +67,7 @@ def resolve_preset(presets: dict[str, dict], preset: str | None, default: str,
             for key, value in presets[name].items()}
 
 
-def _check_tokens(query: Query, token_dim: int) -> None:
+def _check_tokens(query: Conditioning, token_dim: int) -> None:
     tokens, mask = query.tokens, query.token_mask
     batch, queries = query.embedding.shape[:2]
     if tokens.dim() != 4 or tokens.shape[:2] != (batch, queries) or tokens.shape[3] != token_dim:
@@ -450,7 +450,7 @@ class CondUNet(BaseSeparator):
                  else self.ups[i](x, skip))
         return x
 
-    def _context(self, query: Query) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _context(self, query: Conditioning) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Cross-attention context ``(B·Q, L, token_dim)`` and key mask ``(B·Q, L)``."""
         if query.tokens is None:
             return self.embedding_token(query.embedding.flatten(0, 1)).unsqueeze(1), None
@@ -458,7 +458,7 @@ class CondUNet(BaseSeparator):
         mask = None if query.token_mask is None else query.token_mask.flatten(0, 1).bool()
         return query.tokens.flatten(0, 1), mask
 
-    def predict_masks(self, features: CondUNetFeatures, query: Query) -> torch.Tensor:
+    def predict_masks(self, features: CondUNetFeatures, query: Conditioning) -> torch.Tensor:
         """One mask per query from the shared features.
 
         The ``Q`` queries are folded into the batch (``B·Q``) for the conditioned levels

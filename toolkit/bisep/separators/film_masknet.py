@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bisep.separators.base import BaseSeparator, Query
+from bisep.separators.base import BaseSeparator, Conditioning
 from bisep.separators.cond_unet import resolve_preset
 
 PRESETS = {
@@ -164,7 +164,7 @@ class FiLMMaskNet(BaseSeparator):
             raise TypeError(f"mag must be (batch, {n_freq}, frames), got {tuple(mag.shape)}")
         return self.shared_blocks(self.bottleneck(self.input_norm(torch.log1p(mag))))
 
-    def predict_masks(self, features: torch.Tensor, query: Query) -> torch.Tensor:
+    def predict_masks(self, features: torch.Tensor, query: Conditioning) -> torch.Tensor:
         """Run the FiLM blocks and the mask layer with the ``Q`` queries folded into the batch.
 
         Shape:
