@@ -119,3 +119,139 @@ def test_cli_audio_query_and_errors(tmp_path, use_plugins, plugin_sites):
     out = run_cli("separate", model, tmp_path / "missing.wav", "-o", tmp_path / "o", "--query", "x",
                   pythonpath=site)
     assert out.returncode == 1 and "missing.wav: no such file" in out.stderr
+
+
+# -- --list mode: a data manifest, one query per label (recipe stage 5) --------------------
+def write_manifest_set(root, rate=8000):
+    """A test manifest of three 2-source items (stems sum to the mixture)."""
+    import json
+
+    labels = {"test_000": ["flute", "violin"], "test_001": ["acoustic_guitar", "cello"],
+              "test_002": ["flute", "tuba"]}
+    lines = []
+    for n, (item, names) in enumerate(labels.items()):
+        stems = {}
+        for k, label in enumerate(names):
+            stems[label] = f"wav/test/{item}/{label}.wav"
+            (root / "wav" / "test" / item).mkdir(parents=True, exist_ok=True)
+            sf.write(root / stems[label], tone(0.5, rate, freq=220.0 * (n + 1) * (k + 1))[0], rate,
+                     subtype="FLOAT")
+        mix = sum(sf.read(root / path, dtype="float32")[0] for path in stems.values())
+        sf.write(root / "wav" / "test" / f"{item}.wav", mix, rate, subtype="FLOAT")
+        lines.append(json.dumps({"id": item, "audio": f"wav/test/{item}.wav", "labels": names,
+                                 "duration": 0.5, "stems": stems}))
+    (root / "test.jsonl").write_text("\n".join(lines) + "\n")
+    return root / "test.jsonl"
+
+
+def separate_list(*args):
+    """Run ``bisep separate`` in this process (faster than a subprocess); (rc, out, err)."""
+    import contextlib
+    import io
+
+    from bisep.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["separate", *map(str, args), "--no-progress"])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_cli_list_mode_writes_estimates_and_a_score_list(tmp_path, use_plugins, plugin_sites):
+    import json
+
+    registry = use_plugins("example")
+    model = save_model(registry, tmp_path / "exp" / "model.pth")
+    manifest = write_manifest_set(tmp_path / "data")
+    out_dir = tmp_path / "exp" / "separated"
+    rc, out, err = separate_list(tmp_path / "exp", "--list", manifest, "-o", out_dir)
+    assert rc == 0, err
+    assert "separated 3 of 3 item(s)" in out and "(0 already done)" in out
+    assert sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*.wav")) == [
+        "test_000/flute.wav", "test_000/violin.wav", "test_001/acoustic_guitar.wav",
+        "test_001/cello.wav", "test_002/flute.wav", "test_002/tuba.wav"]
+    # The query of a label is its phrase: the same output as asking for it directly.
+    sep = Separator.from_pretrained(model, registry=registry)
+    mix, rate = sf.read(tmp_path / "data" / "wav" / "test" / "test_001.wav", dtype="float32")
+    direct = sep.separate(mix, ["the sound of an acoustic guitar"], rate)[0, 0]
+    np.testing.assert_allclose(sf.read(out_dir / "test_001" / "acoustic_guitar.wav")[0], direct,
+                               atol=1e-6)
+    items = [json.loads(line) for line in (out_dir / "items.jsonl").read_text().splitlines()]
+    assert items[0] == {"id": "test_000", "mixture": "../../data/wav/test/test_000.wav",
+                        "sources": {"flute": "../../data/wav/test/test_000/flute.wav",
+                                    "violin": "../../data/wav/test/test_000/violin.wav"},
+                        "estimates": {"flute": "test_000/flute.wav",
+                                      "violin": "test_000/violin.wav"}}
+    record = json.loads((out_dir / "separation.json").read_text())
+    assert record["manifest"] == str(manifest.resolve()) and len(record["model_sha256"]) == 64
+    # What stage 6 does with it, in a real subprocess.
+    scored = run_cli("score", "--list", out_dir / "items.jsonl", "--out-dir", tmp_path / "scores")
+    assert scored.returncode == 0, scored.stderr
+    assert "scored 3 of 3 items (6 sources)" in scored.stdout
+
+    # Resume: nothing is separated again, the list is written again.
+    before = {p: p.stat().st_mtime_ns for p in out_dir.rglob("*.wav")}
+    (out_dir / "items.jsonl").unlink()
+    rc, out, err = separate_list(tmp_path / "exp", "--list", manifest, "-o", out_dir)
+    assert rc == 0 and "(3 already done)" in out and (out_dir / "items.jsonl").exists()
+    assert before == {p: p.stat().st_mtime_ns for p in out_dir.rglob("*.wav")}
+
+    # Another model: the old estimates are stale, every item is separated again.
+    save_model(registry, tmp_path / "exp" / "model.pth", identity=True)
+    rc, out, err = separate_list(tmp_path / "exp", "--list", manifest, "-o", out_dir)
+    assert rc == 0 and "(0 already done)" in out
+    assert "was separated with another model_sha256; separating every item again" in err
+    np.testing.assert_allclose(sf.read(out_dir / "test_001" / "cello.wav")[0], mix, atol=2e-4)
+
+
+def test_cli_list_mode_reports_bad_items_and_resumes(tmp_path, use_plugins):
+    registry = use_plugins("example")
+    save_model(registry, tmp_path / "model.pth")
+    manifest = write_manifest_set(tmp_path / "data")
+    mixture = tmp_path / "data" / "wav" / "test" / "test_001.wav"
+    good = mixture.read_bytes()
+    mixture.write_bytes(b"RIFF....WAVEnope")
+    out_dir = tmp_path / "sep"
+    rc, out, err = separate_list(tmp_path / "model.pth", "--list", manifest, "-o", out_dir)
+    assert rc == 1
+    assert "skipped item 'test_001'" in err and "test_001.wav: not a readable audio file" in err
+    assert "1 item(s) failed" in err and "separated 2 of 3 item(s)" in out
+    assert not (out_dir / "items.jsonl").exists()  # scoring must not see a partial set
+    assert (out_dir / "test_002" / "tuba.wav").exists()
+    mixture.write_bytes(good)
+    rc, out, err = separate_list(tmp_path / "model.pth", "--list", manifest, "-o", out_dir)
+    assert rc == 0 and "(2 already done)" in out and (out_dir / "items.jsonl").exists()
+
+
+def test_cli_list_mode_errors(tmp_path, use_plugins):
+    registry = use_plugins("example")
+    save_model(registry, tmp_path / "model.pth")
+    manifest = write_manifest_set(tmp_path / "data")
+    rc, _, err = separate_list(tmp_path / "model.pth", "--list", manifest, "-o", tmp_path / "o",
+                               "--query", "violin")
+    assert rc == 2 and "--list takes its inputs and queries from the manifest" in err
+    rc, _, err = separate_list(tmp_path / "model.pth", "-o", tmp_path / "o", "--query", "violin")
+    assert rc == 2 and "no input given" in err
+    manifest.write_text(manifest.read_text() + "{not json\n")
+    rc, _, err = separate_list(tmp_path / "model.pth", "--list", manifest, "-o", tmp_path / "o")
+    assert rc == 2 and f"{manifest}:4: not valid JSON" in err
+    rc, _, err = separate_list(tmp_path / "model.pth", "--list", tmp_path / "none.jsonl", "-o",
+                               tmp_path / "o")
+    assert rc == 2 and "none.jsonl: no such manifest" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_list_mode_without_stems_separates_but_lists_nothing(tmp_path, use_plugins):
+    import json
+
+    registry = use_plugins("example")
+    save_model(registry, tmp_path / "model.pth")
+    manifest = write_manifest_set(tmp_path / "data")
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    manifest.write_text("".join(json.dumps({k: v for k, v in line.items() if k != "stems"}) + "\n"
+                                for line in lines))
+    rc, out, err = separate_list(tmp_path / "model.pth", "--list", manifest, "-o", tmp_path / "o")
+    assert rc == 0, err
+    assert "3 item(s) have no stems (references), so they are not listed" in out
+    assert (tmp_path / "o" / "test_002" / "tuba.wav").exists()
+    assert (tmp_path / "o" / "items.jsonl").read_text() == ""

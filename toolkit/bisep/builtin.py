@@ -13,6 +13,7 @@ SEPARATORS = {
 CONDITIONERS = {
     "laion_clap": "bisep.conditioners.laion_clap:LaionClapConditioner",
     "hf_clap": "bisep.conditioners.hf_clap:HfClapConditioner",
+    "mini_clap": "bisep.conditioners.mini_clap:MiniClapConditioner",
 }
 
 LOSSES = {
@@ -23,7 +24,7 @@ LOSSES = {
     "neg_sdr": "bisep.losses.sdr:NegSDRLoss",
 }
 
-DATASETS = {}
+DATASETS = {"synth_music": "bisep.data.synth_music:SynthMusic"}
 
 
 @hookimpl

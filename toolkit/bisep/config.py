@@ -36,6 +36,7 @@ class ConfigError(ValueError):
 # the signature of the component they configure.
 _COMPONENTS = {"separator": "separator", "conditioner": "conditioner"}
 TOP_LEVEL: dict[str, tuple[tuple[type, ...], Any]] = {
+    "mode": ((str, type(None)), None),
     "seed": ((int,), 1234),
     "separator": ((str,), None),
     "separator_conf": ((dict,), {}),
@@ -49,6 +50,34 @@ TOP_LEVEL: dict[str, tuple[tuple[type, ...], Any]] = {
     "data": ((dict,), {}),
     "trainer": ((dict,), {}),
 }
+# What a training mode may use (bisep.train checks the criterions against it).
+MODES = ("unsupervised", "weak", "supervised", "semi")
+# The sections `bisep train` reads; defaults sized for 2 CPU cores.
+DATA_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
+    "batch_size": ((int,), 8),
+    "num_workers": ((int,), 0),
+    "num_phrases": ((int,), 4),
+    "valid_batch_size": ((int,), 16),
+    "max_valid_items": ((int, type(None)), None),
+}
+TRAINER_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
+    "max_steps": ((int,), 2000),
+    "val_check_interval": ((int,), 250),
+    "checkpoint_every_n_steps": ((int,), 100),
+    "save_top_k": ((int,), 2),
+    "monitor": ((str,), "val_loss"),
+    "log_every_n_steps": ((int,), 10),
+    "accelerator": ((str,), "auto"),
+    "devices": ((int, str, list), "auto"),
+    "strategy": ((str,), "auto"),
+    "num_nodes": ((int,), 1),
+    "precision": ((str, int), "32-true"),
+    "gradient_clip_val": ((float, type(None)), None),
+    "num_threads": ((int, type(None)), None),
+    "scheduler_interval": ((str,), "step"),
+    "progress_bar": ((bool,), True),
+}
+SECTIONS = {"data": DATA_KEYS, "trainer": TRAINER_KEYS}
 CRITERION_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "name": ((str,), None),
     "conf": ((dict,), {}),
@@ -172,6 +201,17 @@ def check_top_level(cfg: dict, lines: LineMap) -> None:
         if value is not None and not _is_instance(value, types):
             raise ConfigError(f"{lines.where(key)}: '{key}' must be {_type_names(types)}, "
                               f"got {type(value).__name__} {value!r}.")
+    if cfg.get("mode") is not None and cfg["mode"] not in MODES:
+        raise ConfigError(f"{lines.where('mode')}: unknown mode '{cfg['mode']}'; valid modes: "
+                          f"{', '.join(MODES)}.")
+    for section, table in SECTIONS.items():
+        for key, value in (cfg.get(section) or {}).items():
+            if key not in table:
+                raise _unknown_key(lines.where(section, key), key, section, table)
+            types, _ = table[key]
+            if not _is_instance(value, types):
+                raise ConfigError(f"{lines.where(section, key)}: '{section}.{key}' must be "
+                                  f"{_type_names(types)}, got {type(value).__name__} {value!r}.")
     for i, item in enumerate(cfg.get("criterions") or []):
         if not isinstance(item, dict):
             raise ConfigError(f"{lines.where('criterions', i)}: each criterion must be a mapping "
@@ -269,6 +309,8 @@ def resolve(cfg: dict, lines: LineMap | None = None, registry=None) -> dict:
     for key, value in out.items():
         if value is None and TOP_LEVEL[key][1] is not None:
             out[key] = copy.deepcopy(TOP_LEVEL[key][1])
+    for section, table in SECTIONS.items():
+        out[section] = {**{k: copy.deepcopy(d) for k, (_, d) in table.items()}, **out[section]}
 
     def fail_plugin(exc, *key):
         return ConfigError(f"{lines.where(*key)}: {exc}")

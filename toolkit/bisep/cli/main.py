@@ -1,8 +1,9 @@
 """``bisep`` console script.
 
-Each subcommand lives in ``bisep/cli/<name>.py`` and provides ``add_parser(subparsers)``
-(which sets ``func`` to its ``run(args) -> int``). Modules import only argparse at import
-time, so ``bisep --help`` and ``bisep plugins`` start without torch.
+Each subcommand lives in ``bisep/cli/<name>.py`` (dashes become underscores: ``train-clap`` is
+``train_clap.py``) and provides ``add_parser(subparsers)`` (which sets ``func`` to its
+``run(args) -> int``). Modules import only argparse at import time, so ``bisep --help`` and
+``bisep plugins`` start without torch.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import sys
 
 import bisep
 
-SUBCOMMANDS = ("plugins", "config", "separate", "score")
+SUBCOMMANDS = ("plugins", "config", "prepare", "mix", "train", "train-clap", "separate", "score",
+               "report")
 
 
 class CliError(Exception):
@@ -27,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                         version=f"bisep {bisep.__version__} (python {sys.version.split()[0]})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        importlib.import_module(f"bisep.cli.{name}").add_parser(sub)
+        importlib.import_module(f"bisep.cli.{name.replace('-', '_')}").add_parser(sub)
     return parser
 
 

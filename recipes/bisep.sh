@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# The stages every bisep recipe shares, in the style of ESPnet's enh.sh. A recipe's run.sh
+# (egs/<dataset>/<recipe>/run.sh) sets its dataset's options and calls this script from
+# the recipe folder, which holds local/data.sh, conf/ and the utils -> recipes/utils link.
+#
+#   stage 1  data preparation        local/data.sh           ${data_dir}/*.jsonl
+#   stage 2  mixture-of-mixtures     bisep mix               ${dump_dir}/mom_{train,valid}.jsonl
+#   stage 3  mini_clap query model   bisep train-clap        ${exp_dir}/mini_clap/mini_clap.pth
+#   stage 4  separator training      bisep train (each conf) ${exp_dir}/<tag>/model.pth
+#   stage 5  test-set separation     bisep separate --list   ${exp_dir}/<tag>/separated/
+#   stage 6  scoring                 bisep score --list      ${exp_dir}/<tag>/scores/
+#   stage 7  results page            bisep report            ${exp_dir}/RESULTS.{md,png}
+#
+# Long stages (1, 3, 4, 5, 6) leave a resume script (resume_stageN.sh, next to their
+# outputs) that re-runs this command line from that stage. docs/recipes.md has the details.
+set -euo pipefail
+
+# Messages carry the time and the line of the script's top-level command that logs them
+# (for a check inside a helper function: the line that called the helper).
+stamp() {
+    local top=$((${#FUNCNAME[@]} - 2))
+    echo "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[top + 1]##*/}:${BASH_LINENO[top]})"
+}
+log() { echo "$(stamp) $*"; }
+fail() { echo "$(stamp) ERROR: $*" >&2; exit 1; }
+
+# The original command line, replayed by the resume scripts (before parsing shifts it).
+_command_line=$(printf '%q ' "$0" "$@")
+_recipes_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+_repo_root=$(dirname "${_recipes_dir}")
+
+# ---------------------------------------------------------------------- options
+# Every variable from here to help_message is an option (tests/test_recipe_shell.py
+# checks that --help lists each with its default).
+stage=1                 # first stage to run
+stop_stage=10000        # last stage to run
+python=python3          # the python that runs `-m bisep`: the repo's .venv if there is one
+if [ -x "${_repo_root}/.venv/bin/python" ]; then python=${_repo_root}/.venv/bin/python; fi
+data_config=conf/data.yaml          # stage 1: the data config given to local/data.sh ("" = none)
+supervised_fraction=0.05            # stage 2: share of train clips with stems for semi/sup modes
+mix_args=""                         # stage 2: more arguments for `bisep mix`
+clap_config=conf/mini_clap.yaml     # stage 3: mini_clap training config ("" = built-in defaults)
+clap_args=""                        # stage 3: KEY=VALUE overrides for `bisep train-clap`
+clap_checkpoint=""                  # stage 4: a trained mini_clap checkpoint; "" = stage 3's
+train_configs=""                    # stages 4-6: training configs, space-separated
+train_args=""                       # stage 4: KEY=VALUE overrides for every `bisep train`
+tag_suffix=""                       # stages 4-6: appended to every experiment tag
+test_set="test"                     # stage 5: separates ${data_dir}/${test_set}.jsonl
+separate_args=""                    # stage 5: more arguments for `bisep separate`
+score_args=""                       # stage 6: more arguments for `bisep score`
+data_dir=data                       # manifests (stage 1)
+dump_dir=dump                       # mixture-of-mixtures plans (stage 2)
+exp_dir=exp                         # models, separations, scores, results (stages 3-7)
+
+help_message=$(cat << EOF
+Usage: $0 [options]    (run from a recipe folder, usually through its run.sh)
+
+Stages: 1 data (local/data.sh), 2 mixture-of-mixtures plans (bisep mix), 3 mini_clap
+(bisep train-clap), 4 training (bisep train), 5 separation of the test set (bisep
+separate), 6 scoring (bisep score), 7 RESULTS.md/RESULTS.png (bisep report).
+
+Options (--name value, --name=value; - and _ are the same):
+  --stage                first stage to run (default: ${stage})
+  --stop_stage           last stage to run (default: ${stop_stage})
+  --python               python that runs bisep (default: ${python})
+  --data_config          stage 1: data config for local/data.sh, "" for none
+                         (default: ${data_config})
+  --supervised_fraction  stage 2: share of training clips whose stems the semi and
+                         supervised modes may use (default: ${supervised_fraction})
+  --mix_args             stage 2: more arguments for bisep mix (default: "${mix_args}")
+  --clap_config          stage 3: mini_clap training config, "" for the built-in
+                         defaults (default: ${clap_config})
+  --clap_args            stage 3: KEY=VALUE overrides for bisep train-clap
+                         (default: "${clap_args}")
+  --clap_checkpoint      stage 4: a trained mini_clap checkpoint; when given, stage 3 is
+                         skipped (default: "${clap_checkpoint}", i.e.
+                         \${exp_dir}/mini_clap/mini_clap.pth from stage 3)
+  --train_configs        stages 4-6: training configs, space-separated; the tag of each is
+                         its file name without .yaml and a train_ prefix
+                         (default: "${train_configs}")
+  --train_args           stage 4: KEY=VALUE overrides for every bisep train
+                         (default: "${train_args}")
+  --tag_suffix           stages 4-6: appended to every tag (default: "${tag_suffix}")
+  --test_set             stage 5: separates \${data_dir}/<test_set>.jsonl
+                         (default: ${test_set})
+  --separate_args        stage 5: more arguments for bisep separate, e.g. "--device cuda"
+                         (default: "${separate_args}")
+  --score_args           stage 6: more arguments for bisep score, e.g. "--backend
+                         mir_eval" (default: "${score_args}")
+  --data_dir             manifests written by stage 1 (default: ${data_dir})
+  --dump_dir             mixture-of-mixtures plans written by stage 2 (default: ${dump_dir})
+  --exp_dir              models, separations, scores and results (default: ${exp_dir})
+  --help                 print this message
+EOF
+)
+
+if [ ! -f utils/parse_options.sh ]; then
+    echo "$0: run it from a recipe folder that links utils -> recipes/utils, through the" \
+         "recipe's run.sh (e.g. egs/synth_music/bimodal/run.sh)." >&2
+    exit 1
+fi
+. utils/parse_options.sh
+
+[ $# -eq 0 ] || fail "unexpected argument '$1': options are --name value (see --help)"
+for number in "${stage}" "${stop_stage}"; do
+    [[ ${number} =~ ^[0-9]+$ ]] \
+        || fail "--stage and --stop_stage take stage numbers, not '${number}'"
+done
+command -v "${python}" > /dev/null 2>&1 \
+    || fail "--python ${python}: not found. Run tools/install.sh (it makes ${_repo_root}/.venv)" \
+            "or pass --python /path/to/python."
+# Every model the recipe uses is local; offline mode keeps library imports (e.g. of
+# laion_clap) from retrying the model hub for minutes on a machine without network.
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TRANSFORMERS_OFFLINE=${TRANSFORMERS_OFFLINE:-1}
+
+bisep=("${python}" -m bisep)
+read -r -a mix_extra <<< "${mix_args}"
+read -r -a clap_extra <<< "${clap_args}"
+read -r -a train_extra <<< "${train_args}"
+read -r -a separate_extra <<< "${separate_args}"
+read -r -a score_extra <<< "${score_args}"
+read -r -a configs <<< "${train_configs}"
+clap_ckpt=${clap_checkpoint:-${exp_dir}/mini_clap/mini_clap.pth}
+
+# The experiment tag of a training config: conf/train_weak.yaml -> weak.
+tag_of() {
+    local name
+    name=$(basename "$1")
+    name=${name%.yaml}
+    name=${name%.yml}
+    echo "${name#train_}${tag_suffix}"
+}
+
+runs() {  # runs N: is stage N within --stage..--stop_stage?
+    [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]
+}
+
+# need STAGE FILE PRODUCER WHAT: stop unless FILE, written by stage PRODUCER, exists.
+need() {
+    [ -e "$2" ] && return 0
+    fail "stage $1 needs $2 ($4), which does not exist. Run stage $3 first: add" \
+         "--stage $3 to the command line (e.g. ./run.sh --stage $3)."
+}
+
+# need_file STAGE OPTION FILE: stop unless the file an option names exists.
+need_file() {
+    [ -f "$3" ] && return 0
+    fail "stage $1: --$2 $3: no such file (paths are relative to $(pwd)). Fix the option."
+}
+
+need_configs() {
+    [ ${#configs[@]} -gt 0 ] \
+        || fail "stage $1 needs --train_configs (e.g. \"conf/train_weak.yaml\"): none given."
+    local conf tag seen=" "
+    for conf in "${configs[@]}"; do
+        need_file "$1" train_configs "${conf}"
+        tag=$(tag_of "${conf}")
+        if [[ ${seen} == *" ${tag} "* ]]; then
+            fail "--train_configs: two configs give the tag '${tag}'; rename one of them."
+        fi
+        seen+="${tag} "
+    done
+}
+
+# write_resume STAGE FOLDER [OPTION VALUE...]: FOLDER/resume_stageSTAGE.sh re-runs this
+# command line (plus the options) from STAGE; arguments given to it are appended.
+write_resume() {
+    local stage_number=$1 folder=$2 script tmp extra=""
+    shift 2
+    if [ $# -gt 0 ]; then extra=$(printf '%q ' "$@"); fi
+    mkdir -p "${folder}"
+    script=${folder}/resume_stage${stage_number}.sh
+    tmp=${script}.$$.tmp
+    {
+        echo "#!/usr/bin/env bash"
+        echo "# Written by recipes/bisep.sh on $(date '+%Y-%m-%dT%H:%M:%S'): runs the recipe"
+        echo "# again from stage ${stage_number} with the options of that run. More options"
+        echo "# may follow, e.g. --stop_stage ${stage_number}."
+        echo "cd $(printf '%q' "$(pwd)") &&"
+        echo "    exec ${_command_line}${extra}--stage ${stage_number} \"\$@\""
+    } > "${tmp}"
+    chmod +x "${tmp}"
+    mv "${tmp}" "${script}"
+}
+
+log "$0 ${_command_line#* }"
+
+if runs 1; then
+    log "Stage 1: data preparation: local/data.sh -> ${data_dir}"
+    [ -x local/data.sh ] || fail "stage 1 needs local/data.sh (executable) in $(pwd): the" \
+                                 "recipe's data preparation."
+    if [ -n "${data_config}" ]; then need_file 1 data_config "${data_config}"; fi
+    write_resume 1 "${exp_dir}"
+    local/data.sh --python "${python}" --data_config "${data_config}" --data_dir "${data_dir}"
+fi
+
+if runs 2; then
+    log "Stage 2: mixture-of-mixtures plans: ${data_dir} -> ${dump_dir}"
+    need 2 "${data_dir}/train.jsonl" 1 "the training manifest"
+    need 2 "${data_dir}/valid.jsonl" 1 "the validation manifest"
+    "${bisep[@]}" mix --data-dir "${data_dir}" --dump-dir "${dump_dir}" \
+        --supervised-fraction "${supervised_fraction}" ${mix_extra[@]+"${mix_extra[@]}"}
+fi
+
+if runs 3; then
+    if [ -n "${clap_checkpoint}" ]; then
+        log "Stage 3: skipped: --clap_checkpoint ${clap_checkpoint} is used"
+    else
+        log "Stage 3: mini_clap training: ${data_dir} -> ${exp_dir}/mini_clap"
+        need 3 "${data_dir}/clap_pool.jsonl" 1 "mini_clap's training clips"
+        need 3 "${data_dir}/clap_heldout.jsonl" 1 "mini_clap's evaluation clips"
+        clap_opts=()
+        if [ -n "${clap_config}" ]; then
+            need_file 3 clap_config "${clap_config}"
+            clap_opts=(--conf "${clap_config}")
+        fi
+        write_resume 3 "${exp_dir}/mini_clap"
+        "${bisep[@]}" train-clap --data-dir "${data_dir}" --out-dir "${exp_dir}/mini_clap" \
+            ${clap_opts[@]+"${clap_opts[@]}"} ${clap_extra[@]+"${clap_extra[@]}"}
+    fi
+fi
+
+if runs 4; then
+    need_configs 4
+    need 4 "${data_dir}/train.jsonl" 1 "the training manifest"
+    need 4 "${data_dir}/valid.jsonl" 1 "the validation manifest"
+    need 4 "${dump_dir}/mom_train.jsonl" 2 "the training mixture-of-mixtures plan"
+    need 4 "${dump_dir}/mom_valid.jsonl" 2 "the validation mixture-of-mixtures plan"
+    if [ -n "${clap_checkpoint}" ]; then
+        need_file 4 clap_checkpoint "${clap_checkpoint}"
+    else
+        need 4 "${clap_ckpt}" 3 "the trained mini_clap query encoder"
+    fi
+    for conf in "${configs[@]}"; do
+        tag=$(tag_of "${conf}")
+        log "Stage 4: training ${tag}: ${conf} -> ${exp_dir}/${tag}"
+        write_resume 4 "${exp_dir}/${tag}" --train_configs "${conf}"
+        "${bisep[@]}" train --config "${conf}" --data-dir "${data_dir}" --dump-dir "${dump_dir}" \
+            --exp-dir "${exp_dir}/${tag}" "conditioner_conf.checkpoint=${clap_ckpt}" \
+            ${train_extra[@]+"${train_extra[@]}"}
+    done
+fi
+
+if runs 5; then
+    need_configs 5
+    need 5 "${data_dir}/${test_set}.jsonl" 1 "the test manifest"
+    for conf in "${configs[@]}"; do
+        tag=$(tag_of "${conf}")
+        need 5 "${exp_dir}/${tag}/model.pth" 4 "the trained ${tag} model"
+    done
+    for conf in "${configs[@]}"; do
+        tag=$(tag_of "${conf}")
+        log "Stage 5: separating ${data_dir}/${test_set}.jsonl with ${tag}"
+        write_resume 5 "${exp_dir}/${tag}" --train_configs "${conf}"
+        "${bisep[@]}" separate "${exp_dir}/${tag}" --list "${data_dir}/${test_set}.jsonl" \
+            -o "${exp_dir}/${tag}/separated" ${separate_extra[@]+"${separate_extra[@]}"}
+    done
+fi
+
+if runs 6; then
+    need_configs 6
+    for conf in "${configs[@]}"; do
+        tag=$(tag_of "${conf}")
+        need 6 "${exp_dir}/${tag}/separated/items.jsonl" 5 "the separated test set of ${tag}"
+    done
+    for conf in "${configs[@]}"; do
+        tag=$(tag_of "${conf}")
+        log "Stage 6: scoring ${tag}"
+        write_resume 6 "${exp_dir}/${tag}" --train_configs "${conf}"
+        "${bisep[@]}" score --list "${exp_dir}/${tag}/separated/items.jsonl" \
+            --out-dir "${exp_dir}/${tag}/scores" ${score_extra[@]+"${score_extra[@]}"}
+    done
+fi
+
+if runs 7; then
+    log "Stage 7: results: ${exp_dir}/RESULTS.md"
+    for conf in ${configs[@]+"${configs[@]}"}; do
+        need 7 "${exp_dir}/$(tag_of "${conf}")/scores/summary.json" 6 \
+            "the scores of $(tag_of "${conf}")"
+    done
+    "${bisep[@]}" report --exp-dir "${exp_dir}" -o "${exp_dir}/RESULTS.md"
+fi
+
+log "Successfully finished. [elapsed=${SECONDS}s]"

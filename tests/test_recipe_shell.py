@@ -1,0 +1,242 @@
+"""The recipe shell (recipes/bisep.sh through egs/synth_music/bimodal/run.sh), run for real
+in subprocesses: options, --help, bad options, missing prerequisites, the command of each
+stage and the resume scripts. A fake python records the `-m bisep` calls, so nothing is
+trained here."""
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import REPO
+
+RECIPE = REPO / "egs" / "synth_music" / "bimodal"
+SHARED = REPO / "recipes" / "bisep.sh"
+
+
+def run_recipe(*args, script=RECIPE / "run.sh", cwd=None):
+    return subprocess.run([str(script), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=60, env={**os.environ, "LC_ALL": "C"})
+
+
+@pytest.fixture
+def fake(tmp_path):
+    """A fake python that appends each call's arguments to calls.txt (one per line, then
+    a blank line), and folders for the recipe's outputs.
+
+    Returns a dict: python, calls() -> list of argument lists, data, dump, exp, conf.
+    """
+    log = tmp_path / "calls.txt"
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" '' >> {log}\n")
+    python.chmod(0o755)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    for name in ("data.yaml", "mini_clap.yaml", "train_weak.yaml", "my_unsup.yml"):
+        (conf / name).write_text("mode: weak\n")
+
+    def calls():
+        if not log.exists():
+            return []
+        return [block.split("\n") for block in log.read_text().split("\n\n") if block]
+
+    return {"python": python, "calls": calls, "data": tmp_path / "data",
+            "dump": tmp_path / "dump", "exp": tmp_path / "exp", "conf": conf}
+
+
+def options(fake, *extra):
+    return ["--python", fake["python"], "--data_dir", fake["data"], "--dump_dir", fake["dump"],
+            "--exp_dir", fake["exp"], "--data_config", fake["conf"] / "data.yaml",
+            "--clap_config", fake["conf"] / "mini_clap.yaml", *extra]
+
+
+def touch(*paths):
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}\n")
+
+
+def declared_options():
+    """``{name: default as written}`` of the option block of recipes/bisep.sh."""
+    text = SHARED.read_text()
+    block = text[text.index("# ----"):text.index("help_message=")]
+    return dict(re.findall(r"^([a-z_]+)=(\S*)", block, flags=re.M))
+
+
+def test_recipe_layout():
+    assert (RECIPE / "utils").is_symlink()
+    assert os.readlink(RECIPE / "utils") == "../../../recipes/utils"
+    for script in (RECIPE / "run.sh", RECIPE / "local" / "data.sh", SHARED,
+                   REPO / "recipes" / "utils" / "parse_options.sh"):
+        assert os.access(script, os.X_OK), script
+    assert {"/data/", "/dump/", "/exp/"} <= set((RECIPE / ".gitignore").read_text().split())
+
+
+def test_help_lists_every_option_with_its_default():
+    out = run_recipe("--help")
+    assert out.returncode == 0, out.stderr
+    declared = declared_options()
+    assert {"stage", "stop_stage", "python", "data_config", "clap_config", "clap_checkpoint",
+            "train_configs", "data_dir", "dump_dir", "exp_dir"} <= set(declared)
+    for name, default in declared.items():
+        entry = re.search(rf"^  --{name} +(.*?)(?=^  --|\Z)", out.stdout, flags=re.M | re.S)
+        assert entry, f"--{name} is not in --help"
+        text = " ".join(entry.group(1).split())
+        assert "(default: " in text, f"--{name} has no default in --help"
+        if "$" not in default and name != "python":  # python's is the venv's, below
+            value = re.escape(default.strip('"'))
+            form = rf'"{value}"' if not value else rf'(?:{value}|"{value}")'
+            assert re.search(rf"\(default: {form}[),]", text), f"--{name}: default {default}"
+    assert f"(default: {REPO / '.venv' / 'bin' / 'python'})" in out.stdout  # the repo's venv
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--no_such_option", "1"], "unknown option --no_such_option"),
+    (["--PATH", "/x"], "unknown option --PATH"),
+    (["--_repo_root", "/x"], "unknown option --_repo_root"),
+    (["--stage"], "option --stage needs a value"),
+    (["--stage", "two"], "--stage and --stop_stage take stage numbers, not 'two'"),
+    (["leftover"], "unexpected argument 'leftover'"),
+    (["--python", "/no/such/python"], "--python /no/such/python: not found. Run tools/install.sh"),
+])
+def test_bad_options(args, message):
+    out = run_recipe(*args)
+    assert out.returncode == 1
+    assert message in out.stderr
+    assert "Stage" not in out.stdout  # stopped before any stage
+
+
+def test_option_spellings(fake):
+    # --name=value and dashes work like --name value; the last one given wins.
+    out = run_recipe(*options(fake), "--stage=5", "--stop-stage", "5", "--train-configs",
+                     fake["conf"] / "train_weak.yaml", "--test_set", "other", "--test-set", "eval")
+    assert out.returncode == 1
+    assert f"stage 5 needs {fake['data']}/eval.jsonl (the test manifest)" in out.stderr
+
+
+@pytest.mark.parametrize("stage, present, missing, fix", [
+    (2, [], "data/train.jsonl (the training manifest)", "Run stage 1 first"),
+    (3, ["data/train.jsonl"], "data/clap_pool.jsonl (mini_clap's training clips)",
+     "Run stage 1 first"),
+    (4, ["data/train.jsonl", "data/valid.jsonl"],
+     "dump/mom_train.jsonl (the training mixture-of-mixtures plan)", "Run stage 2 first"),
+    (4, ["data/train.jsonl", "data/valid.jsonl", "dump/mom_train.jsonl", "dump/mom_valid.jsonl"],
+     "exp/mini_clap/mini_clap.pth (the trained mini_clap query encoder)", "Run stage 3 first"),
+    (5, ["data/test.jsonl"], "exp/weak/model.pth (the trained weak model)", "Run stage 4 first"),
+    (6, [], "exp/weak/separated/items.jsonl (the separated test set of weak)",
+     "Run stage 5 first"),
+    (7, [], "exp/weak/scores/summary.json (the scores of weak)", "Run stage 6 first"),
+])
+def test_missing_prerequisite_names_stage_file_and_fix(fake, stage, present, missing, fix):
+    root = fake["data"].parent
+    touch(*(root / path for path in present))
+    out = run_recipe(*options(fake, "--train_configs", fake["conf"] / "train_weak.yaml",
+                              "--stage", stage, "--stop_stage", stage))
+    assert out.returncode == 1, out.stdout
+    assert f"ERROR: stage {stage} needs {root / missing}, which does not exist. {fix}: add " \
+           f"--stage {int(fix.split()[2])} to the command line" in out.stderr
+    assert fake["calls"]() == []
+
+
+def test_missing_option_files(fake):
+    out = run_recipe(*options(fake, "--data_config", fake["conf"] / "nope.yaml",
+                              "--stop_stage", 1))
+    assert out.returncode == 1
+    assert f"stage 1: --data_config {fake['conf']}/nope.yaml: no such file" in out.stderr
+    touch(*(fake["data"] / f for f in ("train.jsonl", "valid.jsonl")),
+          *(fake["dump"] / f for f in ("mom_train.jsonl", "mom_valid.jsonl")))
+    out = run_recipe(*options(fake, "--stage", 4, "--stop_stage", 4, "--train_configs", ""))
+    assert out.returncode == 1 and "stage 4 needs --train_configs" in out.stderr
+    out = run_recipe(*options(fake, "--stage", 4, "--train_configs", "conf/none.yaml"))
+    assert out.returncode == 1 and f"--train_configs conf/none.yaml: no such file (paths are " \
+                                   f"relative to {RECIPE})" in out.stderr
+    touch(fake["conf"] / "weak.yaml")
+    out = run_recipe(*options(fake, "--stage", 4, "--train_configs",
+                              f"{fake['conf']}/train_weak.yaml {fake['conf']}/weak.yaml"))
+    assert out.returncode == 1 and "two configs give the tag 'weak'" in out.stderr
+    out = run_recipe(*options(fake, "--stage", 4, "--train_configs",
+                              fake["conf"] / "train_weak.yaml", "--clap_checkpoint",
+                              fake["exp"] / "mine.pth"))
+    assert out.returncode == 1
+    assert f"stage 4: --clap_checkpoint {fake['exp']}/mine.pth: no such file" in out.stderr
+    assert fake["calls"]() == []
+
+
+def test_stage_commands_and_resume_scripts(fake):
+    data, dump, exp, conf = fake["data"], fake["dump"], fake["exp"], fake["conf"]
+    touch(*(data / f"{n}.jsonl" for n in ("train", "valid", "test", "clap_pool", "clap_heldout")),
+          dump / "mom_train.jsonl", dump / "mom_valid.jsonl", exp / "mini_clap" / "mini_clap.pth")
+    for tag in ("weak_s2", "my_unsup_s2"):  # what stages 4-6 would have written
+        touch(exp / tag / "model.pth", exp / tag / "separated" / "items.jsonl",
+              exp / tag / "scores" / "summary.json")
+    configs = f"{conf}/train_weak.yaml {conf}/my_unsup.yml"
+    out = run_recipe(*options(fake, "--train_configs", configs, "--tag_suffix", "_s2",
+                              "--train_args", "trainer.max_steps=2 seed=3",
+                              "--separate_args", "--device cpu", "--mix_args", "--seed 7"))
+    assert out.returncode == 0, out.stderr
+    assert "Successfully finished" in out.stdout
+    assert [line.split(") ", 1)[1] for line in out.stdout.splitlines()
+            if "Stage" in line] == [
+        f"Stage 1: data preparation: local/data.sh -> {data}",
+        f"Stage 2: mixture-of-mixtures plans: {data} -> {dump}",
+        f"Stage 3: mini_clap training: {data} -> {exp}/mini_clap",
+        f"Stage 4: training weak_s2: {conf}/train_weak.yaml -> {exp}/weak_s2",
+        f"Stage 4: training my_unsup_s2: {conf}/my_unsup.yml -> {exp}/my_unsup_s2",
+        f"Stage 5: separating {data}/test.jsonl with weak_s2",
+        f"Stage 5: separating {data}/test.jsonl with my_unsup_s2",
+        "Stage 6: scoring weak_s2", "Stage 6: scoring my_unsup_s2",
+        f"Stage 7: results: {exp}/RESULTS.md"]
+    bisep = ["-m", "bisep"]
+    ckpt = f"conditioner_conf.checkpoint={exp}/mini_clap/mini_clap.pth"
+    assert fake["calls"]() == [
+        [*bisep, "prepare", "synth_music", "--conf", f"{conf}/data.yaml", str(data)],
+        [*bisep, "mix", "--data-dir", str(data), "--dump-dir", str(dump),
+         "--supervised-fraction", "0.05", "--seed", "7"],
+        [*bisep, "train-clap", "--data-dir", str(data), "--out-dir", f"{exp}/mini_clap",
+         "--conf", f"{conf}/mini_clap.yaml"],
+        [*bisep, "train", "--config", f"{conf}/train_weak.yaml", "--data-dir", str(data),
+         "--dump-dir", str(dump), "--exp-dir", f"{exp}/weak_s2", ckpt, "trainer.max_steps=2",
+         "seed=3"],
+        [*bisep, "train", "--config", f"{conf}/my_unsup.yml", "--data-dir", str(data),
+         "--dump-dir", str(dump), "--exp-dir", f"{exp}/my_unsup_s2", ckpt,
+         "trainer.max_steps=2", "seed=3"],
+        [*bisep, "separate", f"{exp}/weak_s2", "--list", f"{data}/test.jsonl", "-o",
+         f"{exp}/weak_s2/separated", "--device", "cpu"],
+        [*bisep, "separate", f"{exp}/my_unsup_s2", "--list", f"{data}/test.jsonl", "-o",
+         f"{exp}/my_unsup_s2/separated", "--device", "cpu"],
+        [*bisep, "score", "--list", f"{exp}/weak_s2/separated/items.jsonl", "--out-dir",
+         f"{exp}/weak_s2/scores"],
+        [*bisep, "score", "--list", f"{exp}/my_unsup_s2/separated/items.jsonl", "--out-dir",
+         f"{exp}/my_unsup_s2/scores"],
+        [*bisep, "report", "--exp-dir", str(exp), "-o", f"{exp}/RESULTS.md"],
+    ]
+    resumes = sorted(p.relative_to(exp).as_posix() for p in exp.rglob("resume_stage*.sh"))
+    assert resumes == ["mini_clap/resume_stage3.sh", "my_unsup_s2/resume_stage4.sh",
+                       "my_unsup_s2/resume_stage5.sh", "my_unsup_s2/resume_stage6.sh",
+                       "resume_stage1.sh", "weak_s2/resume_stage4.sh", "weak_s2/resume_stage5.sh",
+                       "weak_s2/resume_stage6.sh"]
+
+    # A resume script replays the run (its options, then this experiment's config) from its
+    # stage, from any folder; options given to it come last.
+    before = len(fake["calls"]())
+    out = run_recipe("--stop_stage", 4, script=exp / "weak_s2" / "resume_stage4.sh",
+                     cwd=fake["data"].parent)
+    assert out.returncode == 0, out.stderr
+    assert fake["calls"]()[before:] == [
+        [*bisep, "train", "--config", f"{conf}/train_weak.yaml", "--data-dir", str(data),
+         "--dump-dir", str(dump), "--exp-dir", f"{exp}/weak_s2", ckpt, "trainer.max_steps=2",
+         "seed=3"]]
+
+
+def test_clap_checkpoint_skips_stage_3(fake):
+    data, exp = fake["data"], fake["exp"]
+    touch(data / "train.jsonl", data / "valid.jsonl", fake["dump"] / "mom_train.jsonl",
+          fake["dump"] / "mom_valid.jsonl", exp / "given.pth")
+    out = run_recipe(*options(fake, "--stage", 3, "--stop_stage", 4, "--clap_checkpoint",
+                              exp / "given.pth", "--train_configs",
+                              fake["conf"] / "train_weak.yaml"))
+    assert out.returncode == 0, out.stderr
+    assert f"Stage 3: skipped: --clap_checkpoint {exp}/given.pth is used" in out.stdout
+    [call] = fake["calls"]()
+    assert call[2] == "train" and f"conditioner_conf.checkpoint={exp}/given.pth" in call

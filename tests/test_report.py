@@ -1,0 +1,157 @@
+"""`bisep report`: RESULTS.md and RESULTS.png from experiments scored by a real `bisep score`."""
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from bisep.cli.main import main
+from bisep.report import find_experiments, mode_from_tag, ratio_table
+
+RATE = 8000
+#: tag -> (mode written in config.yaml or None, noise level of its estimates)
+ARMS = {"unsup": (None, 0.6), "train_weak_x": ("weak", 0.25), "sup": ("supervised", 0.2),
+        "semi": ("semi", 0.15)}
+
+
+def cli(*args):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([*map(str, args)])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def make_data(root):
+    """data/test.jsonl with two 2-source items, and data/meta.json."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for n, labels in enumerate([["flute", "violin"], ["cello", "flute"]]):
+        stems = {}
+        t = np.arange(RATE) / RATE
+        for k, label in enumerate(labels):
+            stems[label] = f"wav/test_{n}/{label}.wav"
+            (root / "wav" / f"test_{n}").mkdir(parents=True, exist_ok=True)
+            wave = np.sin(2 * np.pi * 300 * (k + 1) * (n + 1) * t) * (0.3 + 0.1 * rng.random())
+            sf.write(root / stems[label], wave.astype(np.float32), RATE, subtype="FLOAT")
+        mix = sum(sf.read(root / p, dtype="float32")[0] for p in stems.values())
+        sf.write(root / "wav" / f"test_{n}.wav", mix, RATE, subtype="FLOAT")
+        lines.append({"id": f"test_{n}", "audio": f"wav/test_{n}.wav", "labels": labels,
+                      "duration": 1.0, "stems": stems})
+    (root / "test.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (root / "meta.json").write_text(json.dumps({"sample_rate": RATE, "seed": 3,
+                                                "counts": {"test": 2}, "nested": {"a": [1]}}))
+    return root / "test.jsonl", lines
+
+
+def make_experiment(exp_dir, tag, mode, noise, manifest, lines, curves=True):
+    """Estimates = reference + `noise` x the other source (leakage), scored by `bisep score`."""
+    path = exp_dir / tag
+    out = path / "separated"
+    items = []
+    for entry in lines:
+        refs = {k: sf.read(manifest.parent / v, dtype="float32")[0]
+                for k, v in entry["stems"].items()}
+        estimates = {}
+        for label, ref in refs.items():
+            other = sum(r for k, r in refs.items() if k != label)
+            estimates[label] = f"{entry['id']}/{label}.wav"
+            (out / entry["id"]).mkdir(parents=True, exist_ok=True)
+            sf.write(out / estimates[label], ref + noise * other, RATE, subtype="FLOAT")
+        items.append({"id": entry["id"], "mixture": f"../../../data/{entry['audio']}",
+                      "sources": {k: f"../../../data/{v}" for k, v in entry["stems"].items()},
+                      "estimates": estimates})
+    (out / "items.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items))
+    (out / "separation.json").write_text(json.dumps({"manifest": str(manifest.resolve())}))
+    if mode:
+        (path / "config.yaml").write_text(f"mode: {mode}\nseparator: cond_unet\n")
+    if curves:
+        (path / "logs").mkdir(parents=True)
+        rows = ["epoch,step,train_loss,val_loss,train/cnt,train/crl,val_si_sdr"]
+        rows += [f"0,{s},{2.0 / s:.3f},{'' if s % 2 else 1.5 / s},{1.0 / s:.3f},{0.5 / s:.3f},"
+                 f"{'' if s % 2 else s}" for s in range(1, 9)]
+        (path / "logs" / "metrics.csv").write_text("\n".join(rows) + "\n")
+    rc, _, err = cli("score", "--list", out / "items.jsonl", "--out-dir", path / "scores")
+    assert rc == 0, err
+
+
+@pytest.fixture(scope="module")
+def exp_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    manifest, lines = make_data(root / "data")
+    for tag, (mode, noise) in ARMS.items():
+        make_experiment(root / "exp", tag, mode, noise, manifest, lines, curves=tag != "sup")
+    (root / "exp" / "mini_clap").mkdir()  # not an experiment: no scores
+    return root / "exp"
+
+
+def test_report_tables_and_figure(exp_dir):
+    rc, out, err = cli("report", "--exp-dir", exp_dir)
+    assert rc == 0, err
+    text = (exp_dir / "RESULTS.md").read_text()
+    summaries = {tag: json.loads((exp_dir / tag / "scores" / "summary.json").read_text())
+                 for tag in ARMS}
+    sdr = {tag: s["metrics"]["sdr"]["mean"] for tag, s in summaries.items()}
+    assert sdr["semi"] > sdr["sup"] > sdr["train_weak_x"] > sdr["unsup"] > 0
+    # Summary rows in mode order, modes from config.yaml or from the tag.
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    names = [row.split("|")[1].strip() for row in rows]
+    start = names.index("mixture (no separation)")
+    assert names[start:start + 5] == ["mixture (no separation)", "unsup", "train_weak_x", "sup",
+                                      "semi"]
+    weak_row = rows[start + 2].split("|")
+    assert weak_row[2].strip() == "weak" and weak_row[3].strip() == "2"
+    assert weak_row[4].strip() == f"{sdr['train_weak_x']:.2f}"
+    assert rows[start + 1].split("|")[2].strip() == "unsupervised (from tag)"
+    mix_sdr = summaries["unsup"]["metrics"]["sdr_mix"]["mean"]
+    assert rows[start].split("|")[4].strip() == f"{mix_sdr:.2f}"
+    # Ratios beside the paper's.
+    assert (f"| weak / unsupervised | 1.71 (+71%) | {sdr['train_weak_x'] / sdr['unsup']:.3f} |"
+            in text)
+    assert f"| weak / supervised | 0.975 (97.5%) | {sdr['train_weak_x'] / sdr['sup']:.3f} |" in text
+    assert f"| semi / supervised | 1.17 (+17%) | {sdr['semi'] / sdr['sup']:.3f} |" in text
+    # Per instrument, with the data it was tested on.
+    assert "## Per instrument: semi, mode semi" in text
+    assert "## Per instrument: unsup, mode unsupervised (from tag)" in text
+    flute = summaries["semi"]["by_source"]["flute"]
+    assert f"| flute | 2 | {flute['sdr']['mean']:.2f} | {flute['sir']['mean']:.2f} |" in text
+    assert "`../data/test.jsonl`: 2 of 2 items scored (4 item-source pairs, 3 instruments)" in text
+    assert "    - seed: 3" in text and "    - counts: test 2" in text and "nested" not in text
+    assert "![results](RESULTS.png)" in text
+    assert "| weak / unsupervised |" in out and f"wrote {exp_dir / 'RESULTS.png'}" in out
+    png = (exp_dir / "RESULTS.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_report_tags_missing_modes_and_errors(exp_dir, tmp_path):
+    rc, out, err = cli("report", "--exp-dir", exp_dir, "--tags", "sup", "unsup", "-o",
+                       tmp_path / "r.md", "--no-figure")
+    assert rc == 0, err
+    text = (tmp_path / "r.md").read_text()
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
+    assert rows[1:4] == ["mixture (no separation)", "sup", "unsup"]  # the --tags order
+    assert "| weak / unsupervised | 1.71 (+71%) | n/a | needs experiments in modes weak and " \
+           "unsupervised |" in text
+    assert "![results]" not in text and not (tmp_path / "r.png").exists()
+    rc, _, err = cli("report", "--exp-dir", exp_dir, "--tags", "mini_clap")
+    assert rc == 2 and "mini_clap/scores/summary.json: no such file" in err
+    assert "Run recipe stage 6" in err
+    rc, _, err = cli("report", "--exp-dir", tmp_path / "nothing")
+    assert rc == 2 and "no such folder" in err
+    rc, _, err = cli("report", "--exp-dir", exp_dir / "mini_clap")
+    assert rc == 2 and "no experiment has scores" in err and "stages 4-6" in err
+
+
+def test_ratio_needs_positive_denominator(exp_dir):
+    experiments = {e.tag: e for e in find_experiments(exp_dir)}
+    experiments["unsup"].summary["metrics"]["sdr"]["mean"] = -1.5
+    table = "\n".join(ratio_table(list(experiments.values())))
+    assert "| weak / unsupervised | 1.71 (+71%) | n/a |" in table
+    assert "needs a positive, finite denominator" in table
+
+
+def test_mode_from_tag():
+    assert [mode_from_tag(t) for t in ("weak", "unsup_small", "semi_sup", "sup-2", "baseline",
+                                       "supervised", "unsupervised")] == [
+        "weak", "unsupervised", "semi", "supervised", None, "supervised", "unsupervised"]

@@ -1,0 +1,139 @@
+"""`bisep train`: the modes, what data each may read, checkpoints, resume after a kill."""
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import BIN, run_cli
+
+TINY = Path(__file__).parent / "recipe_tiny"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Tiny synth_music data (stage 1) and its mixture-of-mixtures plans (stage 2)."""
+    root = tmp_path_factory.mktemp("corpus")
+    run_cli("prepare", "synth_music", root / "data", "--conf", TINY / "data.yaml", check=True)
+    run_cli("mix", "--data-dir", root / "data", "--dump-dir", root / "dump",
+            "--supervised-fraction", "0.5", check=True)
+    return root
+
+
+def train(corpus, exp, config="train_weak.yaml", *overrides, data=None, check=True):
+    return run_cli("train", "--config", TINY / config, "--data-dir", data or corpus / "data",
+                   "--dump-dir", corpus / "dump", "--exp-dir", exp, *overrides, check=check,
+                   timeout=600)
+
+
+def test_weak_training_writes_checkpoints_logs_and_a_usable_model(corpus, tmp_path):
+    exp = tmp_path / "weak"
+    train(corpus, exp)
+    assert (exp / "config.yaml").read_text().startswith("mode: weak")
+    last = torch.load(exp / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 4
+    assert not any(k.startswith("conditioner.") for k in last["state_dict"])
+    assert list((exp / "checkpoints").glob("step*.ckpt"))
+    header = (exp / "logs" / "metrics.csv").read_text().splitlines()[0].split(",")
+    for column in ("step", "train_loss", "val_loss", "val_si_sdr", "train/clap_contrastive"):
+        assert column in header
+
+    from bisep.inference import Separator
+
+    sep = Separator.from_pretrained(exp)
+    out = sep.separate(torch.randn(16000) * 0.1, ["violin", "flute"], sample_rate=16000)
+    assert out.shape == (2, 1, 16000)
+
+
+def test_weak_mode_never_reads_single_source_audio(corpus, tmp_path):
+    # Remove every training stem: the weak mode must not notice, the supervised one must.
+    data = tmp_path / "data"
+    shutil.copytree(corpus / "data", data)
+    from bisep.data.manifest import read_manifest
+
+    stems = [Path(p) for it in read_manifest(data / "train.jsonl")
+             for p in it.get("stems", {}).values()]
+    assert stems and all(str(p).startswith(str(data)) for p in stems)
+    for path in stems:
+        path.unlink()
+    train(corpus, tmp_path / "weak", "train_weak.yaml", "trainer.max_steps=2", data=data)
+    out = train(corpus, tmp_path / "semi", "train_semi.yaml", data=data, check=False)
+    assert out.returncode != 0
+    assert any(p.name in out.stderr for p in stems) or "stem" in out.stderr.lower()
+
+
+def test_semi_mode_trains_on_the_supervised_subset(corpus, tmp_path):
+    exp = tmp_path / "semi"
+    train(corpus, exp, "train_semi.yaml")
+    header = (exp / "logs" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/supervised" in header or "val/supervised" in header
+    assert torch.load(exp / "model.pth", weights_only=True)["infos"]["training"]["mode"] == "semi"
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(corpus, tmp_path):
+    exp = tmp_path / "resume"
+    args = [str(BIN / "bisep"), "train", "--config", str(TINY / "train_weak.yaml"),
+            "--data-dir", str(corpus / "data"), "--dump-dir", str(corpus / "dump"),
+            "--exp-dir", str(exp), "trainer.max_steps=40", "trainer.val_check_interval=20",
+            "trainer.checkpoint_every_n_steps=3"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    last = exp / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists():
+            step = torch.load(last, weights_only=True)["global_step"]
+            if step >= 3:
+                break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stdout.read().decode()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = torch.load(last, weights_only=True)["global_step"]
+    assert 3 <= saved < 40
+    assert not list(last.parent.glob(".*.tmp"))  # atomic writes leave no partial file
+
+    out = run_cli(*args[1:], check=True, timeout=600)
+    assert f"resuming from step {saved}" in out.stdout
+    assert torch.load(last, weights_only=True)["global_step"] == 40
+    rows = (exp / "logs" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    step_col = header.index("step")
+    logged = [int(r.split(",")[step_col]) for r in rows[1:]]
+    assert logged == sorted(logged) and max(logged) >= 39
+    assert len(list((exp / "logs").glob("run*"))) == 2
+
+
+def test_modes_are_checked_against_their_loss_terms(corpus, tmp_path):
+    out = train(corpus, tmp_path / "x", "train_weak.yaml",
+                "criterions=[{name: supervised}]", check=False)
+    assert out.returncode == 2
+    assert "mode 'weak'" in out.stderr and "single-source" in out.stderr
+
+
+def test_missing_stage_output_names_the_stage(corpus, tmp_path):
+    out = run_cli("train", "--config", TINY / "train_weak.yaml", "--data-dir", corpus / "data",
+                  "--dump-dir", tmp_path / "nodump", "--exp-dir", tmp_path / "x")
+    assert out.returncode == 2
+    assert "mom_train.jsonl" in out.stderr and "stage 2" in out.stderr
+
+
+def test_resume_refuses_another_config(corpus, tmp_path):
+    exp = tmp_path / "weak"
+    train(corpus, exp, "train_weak.yaml", "trainer.max_steps=2")
+    out = train(corpus, exp, "train_weak.yaml", "trainer.max_steps=2", "optim_conf.lr=0.5",
+                check=False)
+    assert out.returncode == 2 and "another config" in out.stderr
+
+
+def test_print_config_fills_the_trainer_sections():
+    out = run_cli("train", "--config", TINY / "train_weak.yaml", "--print_config", check=True)
+    assert "max_steps: 4" in out.stdout and "monitor: val_loss" in out.stdout
+    assert "batch_size: 2" in out.stdout and "num_workers: 0" in out.stdout
+    bad = run_cli("train", "--config", TINY / "train_weak.yaml", "--print_config",
+                  "trainer.max_stepz=3")
+    assert bad.returncode == 2 and "max_steps" in bad.stderr

@@ -1,0 +1,142 @@
+"""JSON-lines data manifests: one clip per line, paths relative to the manifest's folder.
+
+::
+
+    {"id": "train_000123", "audio": "wav/train/train_000123.wav",
+     "labels": ["flute", "violin"], "duration": 3.0,
+     "stems": {"flute": "wav/train/train_000123/flute.wav", "violin": "..."}}
+
+``labels`` are the instruments in the clip; ``stems`` (optional) maps each label to its
+single-source recording, and ``audio`` is their sum. Keys beyond these are kept as they
+are. :func:`read_manifest` returns absolute paths and checks every line;
+:func:`write_manifest` writes atomically with paths relative to the manifest.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+REQUIRED = {"id": str, "audio": str, "labels": list, "duration": (int, float)}
+
+
+class DataError(ValueError):
+    """Data that cannot be used as written; the message names the file, line and fix."""
+
+
+def read_manifest(path: str | Path, check_files: bool = True) -> list[dict]:
+    """Read a manifest, resolving ``audio`` and ``stems`` paths to absolute ones.
+
+    Args:
+        path: the ``.jsonl`` file.
+        check_files: also check that every ``audio`` and stem file exists (a ``stat``,
+            the files are not opened).
+
+    Returns:
+        One dict per non-empty line, in file order.
+
+    Raises:
+        DataError: a missing file, malformed JSON, a missing or mistyped key, stems that
+            do not match the labels, a duplicate id, a missing audio file; the message
+            says ``file:line``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such manifest. Prepare the data first "
+                        f"(`bisep prepare synth_music DATA_DIR`) or check the path.")
+    root = path.parent.resolve()
+    items, seen = [], {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}). "
+                                f"Each line must be one JSON object.") from None
+            _check_item(item, where)
+            if item["id"] in seen:
+                raise DataError(f"{where}: duplicate id '{item['id']}' (first on line "
+                                f"{seen[item['id']]}). Ids must be unique within a manifest.")
+            seen[item["id"]] = number
+            item["audio"] = str(root / item["audio"])
+            if "stems" in item:
+                item["stems"] = {label: str(root / stem) for label, stem in item["stems"].items()}
+            if check_files:
+                for kind, file in [("audio", item["audio"]),
+                                   *((f"stem '{k}'", v) for k, v in item.get("stems", {}).items())]:
+                    if not os.path.isfile(file):
+                        raise DataError(f"{where}: {kind} file {file} of '{item['id']}' does not "
+                                        f"exist. Re-run the data preparation, or fix the path "
+                                        f"(paths are relative to {root}).")
+            items.append(item)
+    return items
+
+
+def _check_item(item, where: str) -> None:
+    if not isinstance(item, dict):
+        raise DataError(f"{where}: expected a JSON object like {{\"id\": ..., \"audio\": ..., "
+                        f"\"labels\": [...], \"duration\": ...}}, got {type(item).__name__}.")
+    for key, types in REQUIRED.items():
+        if key not in item:
+            raise DataError(f"{where}: missing key '{key}'. Each line needs "
+                            f"{', '.join(REQUIRED)} (and optionally stems).")
+        if isinstance(item[key], bool) or not isinstance(item[key], types):
+            raise DataError(f"{where}: '{key}' has the wrong type ({item[key]!r}); see "
+                            f"docs/data.md for the format.")
+    labels = item["labels"]
+    if not labels or not all(isinstance(lab, str) and lab for lab in labels):
+        raise DataError(f"{where}: 'labels' must be a non-empty list of names, got {labels!r}.")
+    if len(set(labels)) != len(labels):
+        raise DataError(f"{where}: 'labels' repeats a name: {labels!r}.")
+    stems = item.get("stems")
+    if stems is not None:
+        if not isinstance(stems, dict) or not all(isinstance(v, str) for v in stems.values()):
+            raise DataError(f"{where}: 'stems' must map each label to a file path, "
+                            f"got {stems!r}.")
+        if set(stems) != set(labels):
+            raise DataError(f"{where}: 'stems' names {sorted(stems)} but 'labels' are "
+                            f"{sorted(labels)}; give one stem per label.")
+
+
+def write_manifest(path: str | Path, items: Iterable[dict]) -> Path:
+    """Write ``items`` as a manifest, atomically (temporary file, then rename).
+
+    Absolute ``audio``/``stems`` paths are written relative to the manifest's folder;
+    relative ones are taken as already relative to it and written unchanged.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = path.parent.resolve()
+
+    def rel(file: str) -> str:
+        return os.path.relpath(file, root) if os.path.isabs(file) else file
+
+    lines = []
+    for item in items:
+        out = dict(item)
+        out["audio"] = rel(item["audio"])
+        if "stems" in item:
+            out["stems"] = {label: rel(stem) for label, stem in item["stems"].items()}
+        lines.append(json.dumps(out))
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, so a killed
+    process never leaves a truncated file under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # open() rather than mkstemp: the file gets the umask's permissions, not 0600.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,384 @@
+"""Stage 2: mixtures of mixtures (MoMs) for training, and the torch Dataset that serves them.
+
+A plan (``dump/mom_train.jsonl``) lists which clips are summed, one MoM per line::
+
+    {"id": "mom_000000", "parts": ["train_000123", "train_000456"],
+     "gains": [0.83, 1.21], "sup": false}
+
+The parts of a MoM have disjoint label sets, so every phrase names exactly one part's
+source. ``sup: true`` marks MoMs whose parts all belong to the supervised subset: only
+those may have their stems loaded (supervised and semi-supervised modes).
+
+:class:`MoMDataset` turns a plan and a manifest into training items (shapes in its
+docstring) and :func:`collate_mom` batches them. Decoded clips stay in memory (the corpus
+is small), so steps are not I/O bound; stems are read only for ``sup`` lines of a dataset
+built with ``load_sources=True``, and never opened otherwise.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from bisep.data.manifest import DataError, read_manifest, write_text_atomic
+from bisep.data.prompts import mixture_prompt, phrase
+
+
+def choose_supervised(items: Sequence[dict], fraction: float, seed: int = 0) -> list[str]:
+    """A seeded subset of ``round(fraction * len(items))`` clip ids (at least one when
+    ``fraction > 0``), in manifest order."""
+    if not 0.0 <= fraction <= 1.0:
+        raise DataError(f"supervised_fraction must be in [0, 1], got {fraction!r}.")
+    if fraction == 0.0 or not items:
+        return []
+    count = max(1, round(fraction * len(items)))
+    chosen = set(np.random.default_rng([seed, 1]).permutation(len(items))[:count].tolist())
+    return [item["id"] for i, item in enumerate(items) if i in chosen]
+
+
+class _PartSampler:
+    """Draws ``num_parts`` clips with pairwise disjoint label sets, uniformly among the
+    compatible clips at each step. Clips are grouped by label set (at most a few hundred
+    groups), so a draw costs a pass over the groups, not over the clips."""
+
+    def __init__(self, items: Sequence[dict], vocabulary: dict[str, int]):
+        groups: dict[int, list[str]] = {}
+        for item in items:
+            mask = sum(1 << vocabulary[label] for label in item["labels"])
+            groups.setdefault(mask, []).append(item["id"])
+        # int64 bit masks while they fit; Python ints (object arrays) beyond 62 labels.
+        self.masks = np.array(list(groups), dtype=np.int64 if len(vocabulary) < 63 else object)
+        self.members = list(groups.values())
+        self.sizes = np.array([len(m) for m in self.members], dtype=np.float64)
+
+    def draw(self, rng: np.random.Generator, num_parts: int, tries: int = 100) -> list[str] | None:
+        for _ in range(tries):
+            used, parts = 0, []
+            for _ in range(num_parts):
+                free = (self.masks & used) == 0
+                if not free.any():
+                    break
+                weights = self.sizes * free
+                group = int(rng.choice(len(self.masks), p=weights / weights.sum()))
+                parts.append(self.members[group][int(rng.integers(len(self.members[group])))])
+                used |= int(self.masks[group])
+            if len(parts) == num_parts:
+                return parts
+        return None
+
+
+def make_mom_plan(items: Sequence[dict], num_moms: int, num_parts: int = 2,
+                  supervised_fraction: float = 0.0, sup_mom_fraction: float | None = None,
+                  gain_range: tuple[float, float] = (0.5, 1.5), seed: int = 0,
+                  prefix: str = "mom") -> tuple[list[dict], list[str]]:
+    """Draw a plan of mixtures of mixtures.
+
+    Args:
+        items: manifest items (``id`` and ``labels`` are used).
+        num_moms: lines to draw.
+        num_parts: clips per MoM (N; the paper uses 2), with pairwise disjoint labels.
+        supervised_fraction: share of the clips in the supervised subset (whose stems
+            supervised/semi-supervised training may read); 0 for weak/unsupervised.
+        sup_mom_fraction: share of the MoMs drawn only from the supervised subset;
+            ``None`` = ``supervised_fraction``. The other MoMs are drawn from all clips.
+        gain_range: each part's gain is drawn uniformly from it (paper: 0.5..1.5).
+        seed: the plan is a function of (items, arguments, seed).
+        prefix: MoM ids are ``<prefix>_000000``, ...
+
+    Returns:
+        ``(lines, supervised_ids)``: plan lines ``{"id", "parts", "gains", "sup"}``, where
+        ``sup`` is true exactly when every part is in the supervised subset, and that
+        subset's ids.
+
+    Raises:
+        DataError: bad arguments, or no ``num_parts`` clips with disjoint labels exist.
+    """
+    if not isinstance(num_moms, int) or num_moms < 1:
+        raise DataError(f"num_moms must be a positive integer, got {num_moms!r}.")
+    if not isinstance(seed, int) or seed < 0:
+        raise DataError(f"seed must be an integer >= 0, got {seed!r}.")
+    if not isinstance(num_parts, int) or num_parts < 2:
+        raise DataError(f"num_parts must be an integer >= 2, got {num_parts!r}.")
+    low, high = gain_range
+    if not 0 < low <= high:
+        raise DataError(f"gain_range must be (low, high) with 0 < low <= high, got {gain_range!r}.")
+    sup_mom_fraction = supervised_fraction if sup_mom_fraction is None else sup_mom_fraction
+    if not 0.0 <= sup_mom_fraction <= 1.0:
+        raise DataError(f"sup_mom_fraction must be in [0, 1], got {sup_mom_fraction!r}.")
+    supervised = choose_supervised(items, supervised_fraction, seed)
+    vocabulary = {label: i for i, label in
+                  enumerate(sorted({lab for item in items for lab in item["labels"]}))}
+    everything = _PartSampler(items, vocabulary)
+    subset = set(supervised)
+    sup_sampler = _PartSampler([it for it in items if it["id"] in subset], vocabulary)
+    rng = np.random.default_rng([seed, 2])
+    num_sup = round(sup_mom_fraction * num_moms) if supervised else 0
+    from_subset = np.zeros(num_moms, dtype=bool)
+    from_subset[rng.permutation(num_moms)[:num_sup]] = True
+    lines = []
+    for index in range(num_moms):
+        sampler = sup_sampler if from_subset[index] else everything
+        parts = sampler.draw(rng, num_parts)
+        if parts is None:
+            where = "the supervised subset" if from_subset[index] else "the clips"
+            raise DataError(f"cannot draw {num_parts} clips with disjoint labels from {where} "
+                            f"({len(subset) if from_subset[index] else len(items)} clips). "
+                            f"Lower num_parts, raise supervised_fraction, or use clips with "
+                            f"fewer labels each.")
+        gains = [round(float(g), 4) for g in rng.uniform(low, high, num_parts)]
+        lines.append({"id": f"{prefix}_{index:06d}", "parts": parts, "gains": gains,
+                      "sup": all(part in subset for part in parts)})
+    return lines, supervised
+
+
+def write_plan(path: str | Path, lines: Sequence[dict]) -> Path:
+    """Write plan lines as JSON lines, atomically."""
+    return write_text_atomic(path, "".join(json.dumps(line) + "\n" for line in lines))
+
+
+def read_plan(path: str | Path, manifest: dict[str, dict] | None = None,
+              manifest_path: str | Path | None = None) -> list[dict]:
+    """Read and check a plan; with ``manifest`` (id -> item), every part must be in it.
+
+    Raises:
+        DataError: naming ``file:line``, what is wrong, and the fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such plan. Write it with `bisep mix --data-dir DATA "
+                        f"--dump-dir DUMP` (recipe stage 2).")
+    lines, seen = [], {}
+    with open(path, encoding="utf-8") as handle:
+        for number, text in enumerate(handle, 1):
+            if not text.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                line = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg}). Each line must be an "
+                                f"object like {{\"id\", \"parts\", \"gains\", \"sup\"}}.") from None
+            _check_line(line, where)
+            if line["id"] in seen:
+                raise DataError(f"{where}: duplicate MoM id '{line['id']}' (first on line "
+                                f"{seen[line['id']]}).")
+            seen[line["id"]] = number
+            if manifest is not None:
+                for part in line["parts"]:
+                    if part not in manifest:
+                        raise DataError(
+                            f"{where}: part '{part}' is not in the manifest {manifest_path}. "
+                            f"The plan was made from other data: re-run `bisep mix` with "
+                            f"--data-dir pointing at this data, or pass the manifest the plan "
+                            f"was drawn from (train.jsonl for mom_train, valid.jsonl for "
+                            f"mom_valid).")
+            lines.append(line)
+    if not lines:
+        raise DataError(f"{path}: the plan is empty. Re-run `bisep mix`.")
+    return lines
+
+
+def _check_line(line, where: str) -> None:
+    if not isinstance(line, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(line).__name__}.")
+    for key in ("id", "parts", "gains", "sup"):
+        if key not in line:
+            raise DataError(f"{where}: missing key '{key}'. Plan lines are "
+                            f"{{\"id\", \"parts\", \"gains\", \"sup\"}}; re-run `bisep mix`.")
+    parts, gains = line["parts"], line["gains"]
+    if not (isinstance(parts, list) and parts and all(isinstance(p, str) for p in parts)):
+        raise DataError(f"{where}: 'parts' must be a non-empty list of clip ids, got {parts!r}.")
+    if not (isinstance(gains, list) and len(gains) == len(parts) and all(
+            isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g)
+            and g > 0 for g in gains)):
+        raise DataError(f"{where}: 'gains' must be {len(parts)} positive numbers (one per "
+                        f"part), got {gains!r}.")
+    if not isinstance(line["sup"], bool):
+        raise DataError(f"{where}: 'sup' must be true or false, got {line['sup']!r}.")
+
+
+def read_clip(path: str, sample_rate: int) -> np.ndarray:
+    """Read a clip as a 1-D array: int16 when the file is 16-bit PCM (lossless and half
+    the memory; scaled when used), float32 otherwise. Multi-channel files are averaged.
+
+    Every audio read of :class:`MoMDataset` goes through this function.
+    """
+    try:
+        with sf.SoundFile(path) as handle:
+            if handle.samplerate != sample_rate:
+                raise DataError(f"{path}: sample rate is {handle.samplerate} Hz, the dataset "
+                                f"expects {sample_rate} Hz. Prepare the data at {sample_rate} "
+                                f"Hz or set the dataset's sample_rate.")
+            pcm16 = handle.subtype == "PCM_16" and handle.channels == 1
+            data = handle.read(dtype="int16" if pcm16 else "float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise DataError(f"{path}: cannot be read as audio ({exc}). Re-run the data "
+                        f"preparation.") from None
+    if data.shape[0] == 0:
+        raise DataError(f"{path}: the file holds no samples. Re-run the data preparation.")
+    return np.ascontiguousarray(data[:, 0] if data.shape[1] == 1 else data.mean(axis=1))
+
+
+def pad_phrases(labels: Sequence[str], num_phrases: int) -> tuple[list[str], list[float],
+                                                                 list[bool]]:
+    """``num_phrases`` phrases for a clip's labels, padded by repeating them in turn.
+
+    Returns:
+        ``(phrases, weights, valid)``: each phrase's weight is 1 / (its number of copies),
+        so every label weighs 1 in total; ``valid`` is True on a label's first copy.
+    """
+    if len(labels) > num_phrases:
+        raise DataError(f"a clip has {len(labels)} labels ({', '.join(labels)}) but "
+                        f"num_phrases is {num_phrases}; raise num_phrases.")
+    order = [k % len(labels) for k in range(num_phrases)]
+    copies = [order.count(i) for i in range(len(labels))]
+    return ([phrase(labels[i]) for i in order], [1.0 / copies[i] for i in order],
+            [k < len(labels) for k in range(num_phrases)])
+
+
+class MoMDataset(torch.utils.data.Dataset):
+    """Training items built from a MoM plan and the manifest its parts come from.
+
+    Args:
+        plan_path: ``dump/mom_train.jsonl`` (or ``mom_valid.jsonl``).
+        manifest_path: the manifest the plan was drawn from (``data/train.jsonl``, or
+            ``data/valid.jsonl`` for ``mom_valid.jsonl``).
+        num_phrases: K, phrases per part (at least the largest number of labels of a clip).
+        load_sources: read the stems of ``sup`` lines (supervised/semi-supervised modes).
+            When False no stem file is opened, or even needs to exist.
+        sup_only: with ``load_sources``, read stems of ``sup`` lines only (semi-supervised);
+            False reads every line's stems (the fully supervised upper reference).
+        sample_rate: the rate every clip must have.
+
+    Item (``L`` samples, ``N`` parts, ``K = num_phrases``, ``S = N * K``):
+        - ``id``: the MoM id.
+        - ``mom``: ``(L,)``, the sum of ``mixtures``.
+        - ``mixtures``: ``(N, L)``, ``gain_n * x_n / N``.
+        - ``mixture_prompts``: N str (:func:`bisep.data.prompts.mixture_prompt`).
+        - ``phrases``: N lists of K str; ``phrase_weights`` ``(N, K)`` float;
+          ``phrase_valid`` ``(N, K)`` bool (see :func:`pad_phrases`).
+        - only for a line whose stems are read (see ``sup_only``): ``sources`` ``(S, L)``,
+          ``source_prompts`` S str, ``source_valid`` ``(S,)`` bool. Slots come in blocks
+          of K per part, aligned with the phrases: ``sources.view(N, K, L)[n, k]`` is the
+          stem (scaled by ``gain_n / N``) of ``phrases[n][k]``, and ``source_valid`` equals
+          ``phrase_valid.flatten()`` (padded slots are zeros).
+    """
+
+    def __init__(self, plan_path: str | Path, manifest_path: str | Path, num_phrases: int = 4,
+                 load_sources: bool = False, sample_rate: int = 16000,
+                 sup_only: bool = True):
+        # Stems are not checked here: weak and unsupervised modes must run without them.
+        self.items = {item["id"]: item for item in read_manifest(manifest_path, check_files=False)}
+        self.plan = read_plan(plan_path, self.items, manifest_path)
+        self.num_phrases, self.load_sources = num_phrases, load_sources
+        self.sup_only = sup_only
+        self.sample_rate = sample_rate
+        self._cache: dict[str, np.ndarray] = {}
+        for number, line in enumerate(self.plan):
+            for part in line["parts"]:
+                item = self.items[part]
+                if len(item["labels"]) > num_phrases:
+                    raise DataError(f"{manifest_path}: clip '{part}' has {len(item['labels'])} "
+                                    f"labels but num_phrases is {num_phrases}; raise "
+                                    f"num_phrases (data.num_phrases in the training config).")
+                if self._with_sources(line) and "stems" not in item:
+                    raise DataError(f"{plan_path}: MoM '{line['id']}' is marked sup but clip "
+                                    f"'{part}' has no stems in {manifest_path}. Re-run "
+                                    f"`bisep mix` with --supervised-fraction 0, or give the "
+                                    f"clips stems.")
+            labels = [lab for part in line["parts"] for lab in self.items[part]["labels"]]
+            if len(set(labels)) != len(labels):
+                raise DataError(f"{plan_path}: MoM '{line['id']}' (line {number + 1}) sums "
+                                f"clips that share a label ({', '.join(sorted(labels))}); the "
+                                f"parts of a MoM need disjoint labels. Re-run `bisep mix`.")
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def _with_sources(self, line: dict) -> bool:
+        return self.load_sources and (line["sup"] or not self.sup_only)
+
+    def _load(self, path: str) -> np.ndarray:
+        audio = self._cache.get(path)
+        if audio is None:
+            audio = self._cache[path] = read_clip(path, self.sample_rate)
+        return audio.astype(np.float32) / 32768.0 if audio.dtype == np.int16 else audio
+
+    def __getitem__(self, index: int) -> dict:
+        # Built in numpy and wrapped at the end: on a busy 2-core machine each small torch
+        # op can wait milliseconds for its intra-op thread pool; numpy runs inline.
+        line = self.plan[index]
+        parts = [self.items[part] for part in line["parts"]]
+        clips = [self._load(item["audio"]) for item in parts]
+        if len({clip.shape[0] for clip in clips}) > 1:
+            sizes = ", ".join(f"{p}: {c.shape[0]}" for p, c in zip(line["parts"], clips))
+            raise DataError(f"MoM '{line['id']}': its clips have different lengths ({sizes} "
+                            f"samples). All clips of a dataset must have the same length.")
+        scale = np.asarray(line["gains"], dtype=np.float32) / len(parts)
+        mixtures = np.stack(clips) * scale[:, None]
+        padded = [pad_phrases(item["labels"], self.num_phrases) for item in parts]
+        phrase_valid = np.array([p[2] for p in padded], dtype=bool)
+        out = {"id": line["id"], "mom": torch.from_numpy(mixtures.sum(0)),
+               "mixtures": torch.from_numpy(mixtures),
+               "mixture_prompts": [mixture_prompt(item["labels"]) for item in parts],
+               "phrases": [p[0] for p in padded],
+               "phrase_weights": torch.from_numpy(np.array([p[1] for p in padded], np.float32)),
+               "phrase_valid": torch.from_numpy(phrase_valid)}
+        if self._with_sources(line):
+            k_max = self.num_phrases
+            sources = np.zeros((len(parts) * k_max, mixtures.shape[1]), np.float32)
+            for n, item in enumerate(parts):
+                for k, label in enumerate(item["labels"]):
+                    stem = self._load(item["stems"][label])
+                    if stem.shape[0] != mixtures.shape[1]:
+                        raise DataError(f"{item['stems'][label]}: {stem.shape[0]} samples, but "
+                                        f"its mixture '{item['id']}' has {mixtures.shape[1]}. "
+                                        f"Re-run the data preparation.")
+                    sources[n * k_max + k] = stem * scale[n]
+            out["sources"] = torch.from_numpy(sources)
+            out["source_prompts"] = [text for texts in out["phrases"] for text in texts]
+            out["source_valid"] = torch.from_numpy(phrase_valid.flatten())
+        return out
+
+
+def collate_mom(batch: Sequence[dict]) -> dict:
+    """Stack items of :class:`MoMDataset` on a new dim 0.
+
+    Tensors become ``(B, ...)``; prompt lists nest as ``[B][N]``, ``[B][N][K]``,
+    ``[B][S]``. ``source_valid`` ``(B, S)`` is always present (all False for items
+    without sources); ``sources`` ``(B, S, L)`` (zeros where absent) and
+    ``source_prompts`` only when some item has sources.
+    """
+    lengths = {item["mom"].shape[0] for item in batch}
+    if len(lengths) > 1:
+        raise DataError(f"cannot batch MoMs of different lengths ({sorted(lengths)} samples: "
+                        f"{', '.join(item['id'] for item in batch)}). All clips of a dataset "
+                        f"must have the same length.")
+    def stack(tensors):  # numpy, for the same reason as in MoMDataset.__getitem__
+        return torch.from_numpy(np.stack([t.numpy() for t in tensors]))
+
+    out = {"id": [item["id"] for item in batch]}
+    for key in ("mom", "mixtures", "phrase_weights", "phrase_valid"):
+        out[key] = stack([item[key] for item in batch])
+    for key in ("mixture_prompts", "phrases"):
+        out[key] = [item[key] for item in batch]
+    num_sources = out["phrase_valid"].shape[1] * out["phrase_valid"].shape[2]
+    if any("sources" in item for item in batch):
+        zeros = torch.zeros(num_sources, lengths.pop())
+        out["sources"] = stack([item.get("sources", zeros) for item in batch])
+        # Items without sources still get prompts (their own phrases): the slots are masked
+        # out by source_valid, but the conditioner refuses empty text.
+        out["source_prompts"] = [item.get("source_prompts",
+                                          [t for texts in item["phrases"] for t in texts])
+                                 for item in batch]
+        out["source_valid"] = stack([item.get("source_valid",
+                                              torch.zeros(num_sources, dtype=torch.bool))
+                                     for item in batch])
+    else:
+        out["source_valid"] = torch.zeros(len(batch), num_sources, dtype=torch.bool)
+    return out

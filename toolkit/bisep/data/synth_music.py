@@ -1,0 +1,474 @@
+"""``synth_music``: a MUSIC-like dataset rendered offline from procedural melodies.
+
+Ten of MUSIC's instruments (:data:`INSTRUMENTS`) play seeded melodies (a shared key,
+scale and tempo per clip; each instrument in its own register with its own rhythms,
+articulation and dynamics) rendered note by note with ``tinysoundfont`` from a General
+MIDI soundfont (pretty_midi's bundled ``TimGM6mb.sf2`` by default). Every stem is
+rendered on its own, normalised in RMS and stored as 16-bit PCM; a clip's ``audio`` is
+the integer sum of its stems, so it equals the sum of the stem files exactly.
+
+Splits written by :meth:`SynthMusic.prepare` (manifest format in
+:mod:`bisep.data.manifest`, file layout in ``docs/data.md``):
+
+==============  ==========================================================  =======
+manifest        clips                                                        stems
+==============  ==========================================================  =======
+clap_pool       single-instrument clips, then 2-instrument mixtures          no
+clap_heldout    the same kinds, for evaluating the audio-text model          no
+train           1..4 instruments (``train_num_instruments``)                 yes
+valid, test     2 distinct instruments at equal RMS                          yes
+==============  ==========================================================  =======
+
+Every clip draws from its own random stream, keyed by (seed, group, index), so the
+splits never share a melody, the output does not depend on rendering order, and a
+re-run renders bit-identical files.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from bisep.data.manifest import DataError, read_manifest, write_manifest, write_text_atomic
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """How melodies of one instrument are drawn.
+
+    Attributes:
+        programs: General MIDI programs (0-based); one is drawn per stem.
+        low, high: MIDI pitch range of its melodies (inside the real instrument's).
+        beats: note lengths in beats, drawn uniformly (repeat a value to weight it).
+        legato: range of the sounding fraction of each note (articulation).
+    """
+
+    programs: tuple[int, ...]
+    low: int
+    high: int
+    beats: tuple[float, ...]
+    legato: tuple[float, float]
+
+
+INSTRUMENTS: dict[str, Instrument] = {
+    "accordion": Instrument((21,), 53, 81, (0.5, 1, 1, 2), (0.85, 0.98)),
+    "acoustic_guitar": Instrument((24, 25), 40, 76, (0.25, 0.5, 0.5, 1), (0.6, 0.95)),
+    "cello": Instrument((42,), 36, 69, (0.5, 1, 1, 2), (0.8, 0.98)),
+    "clarinet": Instrument((71,), 52, 84, (0.5, 0.5, 1, 1.5), (0.75, 0.95)),
+    "flute": Instrument((73,), 60, 93, (0.25, 0.5, 0.5, 1), (0.7, 0.95)),
+    "saxophone": Instrument((65, 66), 49, 77, (0.5, 0.5, 1, 1.5), (0.75, 0.95)),
+    "trumpet": Instrument((56,), 54, 82, (0.25, 0.5, 1, 1), (0.6, 0.9)),
+    "tuba": Instrument((58,), 29, 58, (1, 1, 2), (0.7, 0.95)),
+    "violin": Instrument((40,), 55, 93, (0.25, 0.5, 0.5, 1, 2), (0.8, 0.98)),
+    "xylophone": Instrument((13,), 65, 96, (0.25, 0.25, 0.5), (0.3, 0.6)),
+}
+"""MUSIC's instruments (erhu has no General MIDI program) with their melody settings."""
+
+SPLITS = ("clap_pool", "clap_heldout", "train", "valid", "test")
+SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10),
+          "dorian": (0, 2, 3, 5, 7, 9, 10), "pentatonic": (0, 2, 4, 7, 9)}
+# Melody steps in scale degrees: mostly stepwise motion, some leaps.
+STEPS = np.array([-4, -2, -1, -1, 0, 1, 1, 2, 4])
+# Bump when the melody or rendering code changes, so old outputs are re-rendered.
+GENERATOR_VERSION = 2
+MAX_ATTEMPTS = 20
+PCM_SCALE = 32768  # soundfile reads PCM_16 as int / 32768
+
+
+def default_soundfont() -> Path:
+    """pretty_midi's bundled General MIDI soundfont (TimGM6mb, 6 MB)."""
+    try:
+        import pretty_midi
+    except ImportError:
+        raise DataError("synth_music needs pretty_midi for its default soundfont: "
+                        "`pip install pretty_midi`, or give soundfont=PATH.sf2.") from None
+    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+
+
+def make_melody(instrument: Instrument, rng: np.random.Generator, duration: float,
+                tempo: float, tonic: int, scale: str) -> list[tuple[float, float, int, int]]:
+    """A random melody filling ``duration`` seconds.
+
+    The pitches walk on ``scale`` from ``tonic`` inside a window of about an octave and a
+    half drawn within the instrument's range (so clips use different registers).
+
+    Returns:
+        ``[(start_s, end_s, pitch, velocity), ...]`` sorted by start.
+    """
+    degrees = SCALES[scale]
+    allowed = [p for p in range(instrument.low, instrument.high + 1)
+               if (p - tonic) % 12 in degrees]
+    width = min(len(allowed), int(1.5 * len(degrees)) + 1)
+    first = int(rng.integers(0, len(allowed) - width + 1))
+    window = allowed[first:first + width]
+    beat = 60.0 / tempo
+    position = int(rng.integers(width))
+    base_velocity = rng.uniform(60, 110)
+    legato = rng.uniform(*instrument.legato)
+    t = rng.uniform(0.0, 0.5) * beat  # a short pickup, so onsets differ between stems
+    notes = []
+    while t < duration:
+        length = float(rng.choice(instrument.beats)) * beat
+        if notes and rng.random() < 0.12:  # a rest
+            t += length
+            continue
+        position += int(rng.choice(STEPS))
+        # Reflect at the window's edges rather than clip: clipping piles notes on the edges.
+        period = 2 * (width - 1) if width > 1 else 1
+        position %= period
+        if position >= width:
+            position = period - position
+        velocity = int(np.clip(base_velocity + rng.normal(0, 8), 30, 127))
+        notes.append((t, t + length * legato, window[position], velocity))
+        t += length
+    return notes
+
+
+class Renderer:
+    """Render single-instrument note lists with tinysoundfont, mono, at ``sample_rate``.
+
+    Each render uses a fresh clone of the loaded soundfont (cheap: the sample data is
+    shared), so no state carries over from one stem to the next and renders are
+    reproducible in any order.
+    """
+
+    def __init__(self, soundfont: str | Path, sample_rate: int):
+        try:
+            from tinysoundfont import _tinysoundfont
+        except ImportError:
+            raise DataError("synth_music renders with tinysoundfont: "
+                            "`pip install --no-deps tinysoundfont` (see docs/install.md)."
+                            ) from None
+        self._tsf = _tinysoundfont
+        self.soundfont, self.sample_rate = Path(soundfont), sample_rate
+        try:
+            self._base = _tinysoundfont.SoundFont(str(soundfont))
+        except Exception as exc:  # the binding raises plain RuntimeError/ValueError
+            raise DataError(f"{soundfont}: cannot be loaded as a soundfont ({exc}). Give a "
+                            f"General MIDI .sf2 file.") from None
+        missing = [f"{name} (program {program})" for name, inst in INSTRUMENTS.items()
+                   for program in inst.programs if self._base.get_preset_index(0, program) < 0]
+        if missing:
+            raise DataError(f"{soundfont}: has no preset for {', '.join(missing)} in bank 0. "
+                            f"Use a General MIDI soundfont.")
+
+    def render(self, program: int, notes: list[tuple[float, float, int, int]],
+               num_samples: int) -> np.ndarray:
+        """Render ``notes`` (see :func:`make_melody`) as ``(num_samples,)`` float32."""
+        synth = self._tsf.SoundFont(self._base)
+        synth.set_output(self._tsf.OutputMode.Mono, self.sample_rate, 0.0)
+        synth.channel_set_bank(0, 0)
+        synth.channel_set_preset_number(0, program, False)
+        events = sorted([(round(start * self.sample_rate), 1, pitch, velocity)
+                         for start, _, pitch, velocity in notes]
+                        + [(round(end * self.sample_rate), 0, pitch, 0)
+                           for _, end, pitch, _ in notes])
+        out = np.zeros(num_samples, np.float32)
+        done = 0
+        for sample, is_on, pitch, velocity in events:
+            sample = min(sample, num_samples)
+            if sample > done:
+                synth.render(memoryview(out[done:sample]).cast("B"), False)
+                done = sample
+            if is_on:
+                synth.channel_note_on(0, pitch, velocity / 127.0)
+            else:
+                synth.channel_note_off(0, pitch)
+        if done < num_samples:
+            synth.render(memoryview(out[done:]).cast("B"), False)
+        return out
+
+
+def is_audible(audio: np.ndarray, sample_rate: int, min_active: float = 0.5) -> bool:
+    """Whether a raw render is usable: not silent, and sounding in at least
+    ``min_active`` of its 50 ms frames (a frame sounds when its RMS is above 1/30 of
+    the clip's, about -30 dB)."""
+    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
+    if rms < 1e-5:
+        return False
+    hop = sample_rate // 20
+    frames = audio[:len(audio) // hop * hop].reshape(-1, hop)
+    frame_rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+    return float(np.mean(frame_rms > rms / 30)) >= min_active
+
+
+class SynthMusic:
+    """The ``synth_music`` dataset plugin: ``SynthMusic(**conf).prepare(data_dir)``.
+
+    Args:
+        seed: master seed; every clip's random stream derives from it.
+        sample_rate: Hz.
+        duration: clip length in seconds.
+        soundfont: a General MIDI ``.sf2``; ``None`` = pretty_midi's TimGM6mb. A second
+            soundfont (e.g. ``/usr/share/sounds/sf2/FluidR3_GM.sf2``) gives an
+            out-of-domain test set.
+        num_clap_singles, num_clap_mixtures: ``clap_pool`` clips with one instrument
+            (classes balanced) and with two (pairs balanced).
+        num_heldout_singles, num_heldout_mixtures: the same for ``clap_heldout``.
+        num_train: ``train`` clips.
+        train_num_instruments: ``{number of instruments: probability}`` of train clips
+            (numbers 1..4, probabilities summing to 1).
+        num_valid, num_test: 2-instrument compositions at equal RMS (pairs balanced).
+        stem_rms: RMS of every stem.
+        level_jitter_db: stems of train and clap mixtures get a level drawn uniformly
+            within +-this many dB of ``stem_rms`` (valid/test stems stay equal).
+    """
+
+    def __init__(self, seed: int = 0, sample_rate: int = 16000, duration: float = 3.0,
+                 soundfont: str | None = None, num_clap_singles: int = 1600,
+                 num_clap_mixtures: int = 1600, num_heldout_singles: int = 300,
+                 num_heldout_mixtures: int = 300, num_train: int = 2000,
+                 train_num_instruments: dict = {2: 0.4, 3: 0.3, 4: 0.3},  # noqa: B006 (copied)
+                 num_valid: int = 100, num_test: int = 300, stem_rms: float = 0.05,
+                 level_jitter_db: float = 3.0):
+        counts = dict(num_clap_singles=num_clap_singles, num_clap_mixtures=num_clap_mixtures,
+                      num_heldout_singles=num_heldout_singles,
+                      num_heldout_mixtures=num_heldout_mixtures, num_train=num_train,
+                      num_valid=num_valid, num_test=num_test)
+        for name, value in counts.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise DataError(f"synth_music: {name} must be an integer >= 0, got {value!r}.")
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise DataError(f"synth_music: seed must be an integer >= 0, got {seed!r}.")
+        if not (isinstance(sample_rate, int) and sample_rate >= 8000):
+            raise DataError(f"synth_music: sample_rate must be an integer >= 8000, "
+                            f"got {sample_rate!r}.")
+        if not duration > 0.2:
+            raise DataError(f"synth_music: duration must be above 0.2 s, got {duration!r}.")
+        if not 0 < stem_rms <= 0.2:
+            raise DataError(f"synth_music: stem_rms must be in (0, 0.2] (4 stems must sum "
+                            f"without clipping), got {stem_rms!r}.")
+        if not 0 <= level_jitter_db <= 12:
+            raise DataError(f"synth_music: level_jitter_db must be in [0, 12], "
+                            f"got {level_jitter_db!r}.")
+        self.train_num_instruments = self._check_distribution(train_num_instruments)
+        self.soundfont = (Path(soundfont).expanduser().resolve() if soundfont
+                          else default_soundfont())
+        if not self.soundfont.is_file():
+            raise DataError(f"synth_music: soundfont {self.soundfont} does not exist. Give "
+                            f"soundfont=PATH.sf2 (e.g. /usr/share/sounds/sf2/FluidR3_GM.sf2 "
+                            f"from the fluid-soundfont-gm package).")
+        self.seed, self.sample_rate, self.duration = seed, sample_rate, float(duration)
+        self.stem_rms, self.level_jitter_db = float(stem_rms), float(level_jitter_db)
+        self.counts = counts
+
+    @staticmethod
+    def _check_distribution(dist) -> dict[int, float]:
+        fix = "e.g. {2: 0.4, 3: 0.3, 4: 0.3}"
+        if not isinstance(dist, dict) or not dist:
+            raise DataError(f"synth_music: train_num_instruments must be a mapping "
+                            f"{{number: probability}}, {fix}; got {dist!r}.")
+        out = {}
+        for key, prob in dist.items():
+            try:
+                number = int(key)
+            except (TypeError, ValueError):
+                number = None
+            if number not in (1, 2, 3, 4) or isinstance(prob, bool) or not (
+                    isinstance(prob, (int, float)) and prob >= 0):
+                raise DataError(f"synth_music: train_num_instruments: {key!r}: {prob!r} is "
+                                f"invalid; numbers are 1..4 and probabilities >= 0, {fix}.")
+            out[number] = float(prob)
+        if abs(sum(out.values()) - 1.0) > 1e-6:
+            raise DataError(f"synth_music: train_num_instruments probabilities sum to "
+                            f"{sum(out.values()):g}, not 1: {dist!r}.")
+        return dict(sorted(out.items()))
+
+    # -- the plan of clips ---------------------------------------------------------------
+    def groups(self) -> list[tuple[str, str, int]]:
+        """``(split, kind, count)`` in writing order; kind is single, pair or natural."""
+        c = self.counts
+        return [("clap_pool", "single", c["num_clap_singles"]),
+                ("clap_pool", "pair", c["num_clap_mixtures"]),
+                ("clap_heldout", "single", c["num_heldout_singles"]),
+                ("clap_heldout", "pair", c["num_heldout_mixtures"]),
+                ("train", "natural", c["num_train"]),
+                ("valid", "pair", c["num_valid"]),
+                ("test", "pair", c["num_test"])]
+
+    def clip_labels(self, group: int, kind: str, count: int) -> list[list[str]]:
+        """The instruments of each clip of a group: classes (singles) and pairs cycled
+        through a seeded shuffle so they are balanced; natural clips drawn at random."""
+        names = list(INSTRUMENTS)
+        rng = self.rng("labels", group)
+        if kind == "single":
+            order = rng.permutation(len(names))
+            return [[names[order[i % len(names)]]] for i in range(count)]
+        if kind == "pair":
+            pairs = list(itertools.combinations(names, 2))
+            order = rng.permutation(len(pairs))
+            return [list(pairs[order[i % len(pairs)]]) for i in range(count)]
+        sizes = rng.choice(list(self.train_num_instruments), size=count,
+                           p=list(self.train_num_instruments.values()))
+        return [sorted(rng.choice(names, size=int(k), replace=False).tolist()) for k in sizes]
+
+    def rng(self, purpose: str, group: int, index: int = 0, slot: int = 0,
+            attempt: int = 0) -> np.random.Generator:
+        """The random stream of one decision. Keys have a fixed length: numpy's seeding
+        treats ``[a, b]`` and ``[a, b, 0]`` alike, so a shorter key would repeat a stream."""
+        code = ("labels", "song", "stem").index(purpose) + 1
+        return np.random.default_rng([self.seed, code, group, index, slot, attempt])
+
+    # -- rendering -----------------------------------------------------------------------
+    def render_clip(self, renderer: Renderer, group: int, index: int, labels: list[str],
+                    equal_rms: bool) -> dict[str, np.ndarray]:
+        """Render one clip's stems as int16 arrays (``label -> (L,)``) whose integer sum
+        does not clip."""
+        num_samples = round(self.duration * self.sample_rate)
+        song = self.rng("song", group, index)
+        tempo, tonic = song.uniform(80, 140), int(song.integers(12))
+        scale = str(song.choice(list(SCALES)))
+        stems = {}
+        for slot, label in enumerate(labels):
+            instrument = INSTRUMENTS[label]
+            for attempt in range(MAX_ATTEMPTS):
+                rng = self.rng("stem", group, index, slot, attempt)
+                program = int(rng.choice(instrument.programs))
+                notes = make_melody(instrument, rng, self.duration, tempo, tonic, scale)
+                audio = renderer.render(program, notes, num_samples)
+                if is_audible(audio, self.sample_rate):
+                    break
+            else:
+                raise DataError(f"synth_music: {MAX_ATTEMPTS} renders of {label} (program "
+                                f"{program}) from {renderer.soundfont} were near-silent. "
+                                f"The soundfont may lack that instrument's samples; try "
+                                f"another soundfont.")
+            jitter = 0.0 if equal_rms else rng.uniform(-self.level_jitter_db, self.level_jitter_db)
+            level = self.stem_rms * 10 ** (jitter / 20)
+            stems[label] = audio.astype(np.float64) * (level / np.sqrt(np.mean(audio ** 2.0)))
+        # Scale the whole clip down (all stems alike) in the rare case a stem or the sum
+        # would clip (a stem can peak above the sum where the stems cancel).
+        peak = max(np.max(np.abs(sum(stems.values()))),
+                   *(np.max(np.abs(x)) for x in stems.values()))
+        gain = min(1.0, 0.98 / peak) * PCM_SCALE
+        return {label: np.round(x * gain).astype(np.int16) for label, x in stems.items()}
+
+    # -- preparing a folder --------------------------------------------------------------
+    def fingerprint(self) -> dict:
+        """What decides the output: the config, the soundfont's content, the generator."""
+        return {"config": self.config(), "soundfont_sha256": sha256(self.soundfont),
+                "generator_version": GENERATOR_VERSION}
+
+    def config(self) -> dict:
+        """The knobs as JSON-able values (recorded in meta.json)."""
+        return {"seed": self.seed, "sample_rate": self.sample_rate, "duration": self.duration,
+                "soundfont": str(self.soundfont), **self.counts,
+                "train_num_instruments": {str(k): v for k, v in self.train_num_instruments.items()},
+                "stem_rms": self.stem_rms, "level_jitter_db": self.level_jitter_db}
+
+    def is_prepared(self, data_dir: str | Path) -> bool:
+        """True when ``data_dir`` holds a complete output of this exact config."""
+        data_dir = Path(data_dir)
+        try:
+            meta = json.loads((data_dir / "meta.json").read_text())
+            if {k: meta.get(k) for k in ("config", "soundfont_sha256", "generator_version")} \
+                    != self.fingerprint():
+                return False
+            return all(len(read_manifest(data_dir / f"{split}.jsonl")) == meta["counts"][split]
+                       for split in SPLITS)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
+    def prepare(self, data_dir: str | Path) -> dict:
+        """Render every split into ``data_dir`` (see the module doc); a no-op when it
+        already holds this config's complete output.
+
+        Files: ``wav/<split>/<id>.wav``, ``wav/<split>/<id>/<label>.wav`` (train, valid,
+        test), ``<split>.jsonl`` and ``meta.json``. WAVs are written atomically, the
+        manifests after all WAVs and ``meta.json`` last, so an interrupted run is never
+        taken for a complete one and the next run renders again.
+
+        Returns:
+            The content of ``meta.json``.
+        """
+        data_dir = Path(data_dir)
+        if self.is_prepared(data_dir):
+            print(f"synth_music: {data_dir} is up to date (meta.json matches this config); "
+                  f"nothing to do.")
+            return json.loads((data_dir / "meta.json").read_text())
+        (data_dir / "meta.json").unlink(missing_ok=True)
+        from tqdm import tqdm
+
+        start = time.perf_counter()
+        renderer = Renderer(self.soundfont, self.sample_rate)
+        manifests = {split: [] for split in SPLITS}
+        groups = self.groups()
+        bar = tqdm(total=sum(count for *_, count in groups), desc="synth_music", unit="clip",
+                   disable=not sys.stderr.isatty())
+        num_stems = 0
+        for group, (split, kind, count) in enumerate(groups, 1):
+            for labels in self.clip_labels(group, kind, count):
+                clip_id = f"{split}_{len(manifests[split]):06d}"
+                stems = self.render_clip(renderer, group, len(manifests[split]), labels,
+                                         equal_rms=split in ("valid", "test"))
+                manifests[split].append(self._write_clip(data_dir, split, clip_id, stems,
+                                                         with_stems=not split.startswith("clap")))
+                num_stems += len(stems)
+                bar.update()
+        bar.close()
+        for split, items in manifests.items():
+            write_manifest(data_dir / f"{split}.jsonl", items)
+        seconds = time.perf_counter() - start
+        meta = {"dataset": "synth_music", "sample_rate": self.sample_rate,
+                "duration": self.duration, "soundfont": str(self.soundfont),
+                **self.fingerprint(), "seed": self.seed,
+                "instruments": {name: {"programs": list(inst.programs),
+                                       "pitch_range": [inst.low, inst.high]}
+                                for name, inst in INSTRUMENTS.items()},
+                "counts": {split: len(items) for split, items in manifests.items()},
+                "stems_rendered": num_stems, "prepare_seconds": round(seconds, 2)}
+        write_text_atomic(data_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
+        print(f"synth_music: wrote {sum(meta['counts'].values())} clips ({num_stems} stems) "
+              f"to {data_dir} in {seconds:.1f} s.")
+        return meta
+
+    def __call__(self, data_dir: str | Path) -> dict:
+        """The dataset-plugin contract (``bisep.hookspecs``): same as :meth:`prepare`."""
+        return self.prepare(data_dir)
+
+    def _write_clip(self, data_dir: Path, split: str, clip_id: str,
+                    stems: dict[str, np.ndarray], with_stems: bool) -> dict:
+        folder = data_dir / "wav" / split
+        mixture = np.sum([x.astype(np.int32) for x in stems.values()], axis=0).astype(np.int16)
+        item = {"id": clip_id, "audio": str((folder / f"{clip_id}.wav").resolve()),
+                "labels": sorted(stems), "duration": len(mixture) / self.sample_rate}
+        write_pcm16(item["audio"], mixture, self.sample_rate)
+        if with_stems:
+            item["stems"] = {}
+            for label in item["labels"]:
+                path = (folder / clip_id / f"{label}.wav").resolve()
+                write_pcm16(path, stems[label], self.sample_rate)
+                item["stems"][label] = str(path)
+        return item
+
+
+def write_pcm16(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
+    """Write int16 samples as 16-bit PCM WAV without any float conversion, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, samples, sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

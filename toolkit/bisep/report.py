@@ -1,0 +1,512 @@
+"""A recipe's results in one page: ``RESULTS.md`` (tables) and ``RESULTS.png`` (figure).
+
+Reads what recipe stages 4-6 leave in each experiment folder ``<exp_dir>/<tag>/``:
+
+- ``scores/summary.json``: ``bisep score``'s statistics, overall and per source (required);
+- ``config.yaml``: the training configuration, whose top-level ``mode`` (unsupervised,
+  weak, supervised or semi) says which arm of the paper the run is; without it the mode is
+  guessed from the tag (``unsup``, ``weak``, ``sup``, ``semi`` as a ``_``-separated word);
+- ``separated/separation.json`` and ``separated/items.jsonl``: the test manifest that was
+  separated and the files of each item (for the data description and the spectrograms);
+- ``logs/metrics.csv``: training curves (``step``, ``train_loss``, ``val_loss``,
+  ``train/<term>``..., and ``val_si_sdr`` on a second axis when logged).
+
+The tables give, per experiment, the mean SDR, SIR, SAR, SDRi, SI-SDR, SNR and energy
+ratio over all test sources and per instrument, the unprocessed mixture as a baseline,
+and the paper's three headline SDR ratios beside ours. The figure shows log spectrograms
+of a few test items (mixture, reference, each experiment's estimate) and the training
+curves; a missing file is stated in the figure, not an error.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+#: Canonical training modes, in the order the tables list them.
+MODES = ("unsupervised", "weak", "supervised", "semi")
+_MODE_WORDS = {"unsupervised": "unsupervised", "unsup": "unsupervised", "weak": "weak",
+               "supervised": "supervised", "sup": "supervised", "semi": "semi"}
+
+#: The paper's headline claims (paper-notes section 10): SDR(numerator) / SDR(denominator),
+#: as the abstract states them.
+PAPER_RATIOS = (("weak", "unsupervised", "1.71 (+71%)"), ("weak", "supervised", "0.975 (97.5%)"),
+                ("semi", "supervised", "1.17 (+17%)"))
+
+#: (summary.json metric, column title), in table order.
+METRICS = (("sdr", "SDR"), ("sir", "SIR"), ("sar", "SAR"), ("sdri", "SDRi"),
+           ("si_sdr", "SI-SDR"), ("snr", "SNR"), ("energy_ratio_db", "energy ratio"))
+
+
+class ReportError(ValueError):
+    """Results that cannot be reported; the message names the file and the stage to run."""
+
+
+@dataclass
+class Experiment:
+    """One trained and scored model: ``<exp_dir>/<tag>``.
+
+    Attributes:
+        mode: a canonical mode, the config's own word if it is not one, or ``None``.
+        mode_origin: ``"config.yaml"``, ``"tag"`` or ``"unknown"``.
+        summary: the parsed ``scores/summary.json``.
+        manifest: the test manifest that was separated, if recorded.
+    """
+
+    tag: str
+    path: Path
+    mode: str | None
+    mode_origin: str
+    summary: dict
+    manifest: Path | None
+
+    def stat(self, metric: str, source: str | None = None, key: str = "mean") -> float:
+        """A statistic of ``summary.json`` (over all rows, or of one source); NaN if absent."""
+        table = self.summary["metrics"] if source is None else self.summary["by_source"][source]
+        value = table.get(metric, {}).get(key)
+        return math.nan if value is None else float(value)  # "inf"/"nan" strings too
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted(self.summary.get("by_source", {}))
+
+    @property
+    def items_file(self) -> Path:
+        return self.path / "separated" / "items.jsonl"
+
+    @property
+    def curves_file(self) -> Path:
+        return self.path / "logs" / "metrics.csv"
+
+
+def mode_from_tag(tag: str) -> str | None:
+    """The mode a tag names as one of its ``_``/``-`` separated words, ``semi`` first."""
+    words = {_MODE_WORDS.get(word) for word in re.split(r"[^a-z]+", tag.lower())}
+    return next((mode for mode in ("semi", "unsupervised", "weak", "supervised")
+                 if mode in words), None)
+
+
+def read_mode(path: Path, tag: str) -> tuple[str | None, str]:
+    """``(mode, origin)`` of experiment folder ``path`` (see the module docstring)."""
+    config = path / "config.yaml"
+    if config.is_file():
+        import yaml
+
+        try:
+            data = yaml.safe_load(config.read_text())
+        except yaml.YAMLError as exc:
+            raise ReportError(f"{config}: not valid YAML ({exc}); re-run training (recipe "
+                              f"stage 4) or fix the file.") from None
+        mode = data.get("mode") if isinstance(data, dict) else None
+        if isinstance(mode, str) and mode.strip():
+            word = mode.strip().lower()
+            return _MODE_WORDS.get(word, word), "config.yaml"
+    mode = mode_from_tag(tag)
+    return mode, "tag" if mode else "unknown"
+
+
+def load_experiment(path: Path) -> Experiment:
+    """Read one experiment folder; its ``scores/summary.json`` must exist."""
+    summary_file = path / "scores" / "summary.json"
+    if not summary_file.is_file():
+        raise ReportError(
+            f"{summary_file}: no such file, so experiment '{path.name}' has no scores. Run "
+            f"recipe stage 6 (`bisep score --list {path}/separated/items.jsonl --out-dir "
+            f"{path}/scores`), or leave the tag out of --tags.")
+    try:
+        summary = json.loads(summary_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{summary_file}: not valid JSON ({exc.msg}, line {exc.lineno}); "
+                          f"re-run recipe stage 6 to write it again.") from None
+    if not isinstance(summary, dict) or "metrics" not in summary:
+        raise ReportError(f"{summary_file}: not a `bisep score` summary (no \"metrics\"); "
+                          f"re-run recipe stage 6 to write it again.")
+    manifest = None
+    record = path / "separated" / "separation.json"
+    if record.is_file():
+        try:
+            manifest = Path(json.loads(record.read_text())["manifest"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            manifest = None  # only used to describe the data; the scores stand without it
+    mode, origin = read_mode(path, path.name)
+    return Experiment(path.name, path, mode, origin, summary, manifest)
+
+
+def find_experiments(exp_dir: str | Path, tags: list[str] | None = None) -> list[Experiment]:
+    """The experiments of ``exp_dir``: the given tags in order, or every sub-folder with
+    ``scores/summary.json`` (sorted by mode, then tag)."""
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        raise ReportError(f"{exp_dir}: no such folder; give the recipe's exp folder "
+                          f"(--exp-dir), where stages 4-6 write <exp>/<tag>/.")
+    if tags:
+        return [load_experiment(exp_dir / tag) for tag in tags]
+    found = [load_experiment(p) for p in sorted(exp_dir.iterdir())
+             if (p / "scores" / "summary.json").is_file()]
+    if not found:
+        raise ReportError(f"{exp_dir}: no experiment has scores (<exp>/<tag>/scores/"
+                          f"summary.json); run recipe stages 4-6 first.")
+    order = {mode: i for i, mode in enumerate(MODES)}
+    return sorted(found, key=lambda e: (order.get(e.mode, len(MODES)), e.tag))
+
+
+# -- markdown -----------------------------------------------------------------------------
+def render_markdown(experiments: list[Experiment], figure: str | None = None,
+                    where: Path | None = None) -> str:
+    """The text of ``RESULTS.md``.
+
+    Args:
+        experiments: what to report, in table order.
+        figure: the figure's file name to embed, or ``None``.
+        where: the folder of ``RESULTS.md`` (paths are shown relative to it).
+    """
+    lines = ["# Results", "",
+             f"Written by `bisep report` on {datetime.now():%Y-%m-%d %H:%M}. Values are means "
+             f"over all (test item, source) pairs, in dB; higher is better except the energy "
+             f"ratio, which should be near 0 (see docs/scoring.md).", ""]
+    lines += ["## Test data", "", *_data_lines(experiments, where), ""]
+    lines += ["## Summary", "", *summary_table(experiments), ""]
+    lines += ["## Paper headline ratios (mean SDR)", "", *ratio_table(experiments), ""]
+    for exp in experiments:
+        lines += [f"## Per instrument: {exp.tag}, mode {_mode_text(exp)}", "",
+                  *instrument_table(exp), ""]
+    if figure:
+        lines += ["## Figure", "",
+                  "Log spectrograms of test items (mixture, reference, each experiment's "
+                  "estimate) and the training curves.", "", f"![results]({figure})", ""]
+    return "\n".join(lines)
+
+
+def summary_table(experiments: list[Experiment]) -> list[str]:
+    """Mean metrics per experiment, with the unprocessed mixture as baseline rows."""
+    head = ["experiment", "mode", "items", *(title for _, title in METRICS)]
+    rows = []
+    for label, exp in _baselines(experiments):
+        values = {"sdr": exp.stat("sdr_mix"), "si_sdr": exp.stat("si_sdr_mix"), "sdri": 0.0}
+        rows.append([label, "-", _items_text(exp),
+                     *(_db(values[m]) if m in values else "-" for m, _ in METRICS)])
+    for exp in experiments:
+        rows.append([exp.tag, _mode_text(exp), _items_text(exp),
+                     *(_db(exp.stat(m)) for m, _ in METRICS)])
+    return _table(head, rows, text_columns=2)
+
+
+def ratio_table(experiments: list[Experiment]) -> list[str]:
+    """The paper's SDR ratios beside ours, one row per pair of experiments in those modes."""
+    rows = []
+    for top, bottom, paper_text in PAPER_RATIOS:
+        name = f"{top} / {bottom}"
+        pairs = [(a, b) for a in experiments if a.mode == top
+                 for b in experiments if b.mode == bottom]
+        if not pairs:
+            rows.append([name, paper_text, "n/a",
+                         f"needs experiments in modes {top} and {bottom}"])
+        for a, b in pairs:
+            num, den = a.stat("sdr"), b.stat("sdr")
+            basis = f"{a.tag} {_db(num)} dB / {b.tag} {_db(den)} dB"
+            if not (math.isfinite(num) and math.isfinite(den)) or den <= 0:
+                rows.append([name, paper_text, "n/a",
+                             f"{basis}: a ratio of dB values needs a positive, finite "
+                             f"denominator"])
+            else:
+                rows.append([name, paper_text, f"{num / den:.3f}", basis])
+    return _table(["ratio", "paper", "ours", "from"], rows, text_columns=1, text_last=True)
+
+
+def instrument_table(exp: Experiment) -> list[str]:
+    """Per-source means of one experiment, the mixture's SDR, and the overall mean."""
+    head = ["instrument", "n", *(title for _, title in METRICS), "mixture SDR"]
+    rows = [[source, str(exp.summary["by_source"][source].get("sdr", {}).get("count", "?")),
+             *(_db(exp.stat(m, source)) for m, _ in METRICS),
+             _db(exp.stat("sdr_mix", source))] for source in exp.sources]
+    rows.append(["**mean**", str(exp.summary.get("rows", "")),
+                 *(_db(exp.stat(m)) for m, _ in METRICS), _db(exp.stat("sdr_mix"))])
+    return _table(head, rows)
+
+
+def _baselines(experiments: list[Experiment]) -> list[tuple[str, Experiment]]:
+    """One mixture row per distinct test set (experiments scored with mixtures only)."""
+    groups: dict[tuple, Experiment] = {}
+    for exp in experiments:
+        if "sdr_mix" in exp.summary["metrics"]:
+            key = (str(exp.manifest), exp.summary.get("items", {}).get("scored"))
+            groups.setdefault(key, exp)
+    if len(groups) == 1:
+        return [("mixture (no separation)", next(iter(groups.values())))]
+    return [(f"mixture (test set of {exp.tag})", exp) for exp in groups.values()]
+
+
+def _data_lines(experiments: list[Experiment], where: Path | None) -> list[str]:
+    lines = []
+    by_manifest: dict[str, list[Experiment]] = {}
+    for exp in experiments:
+        by_manifest.setdefault(str(exp.manifest) if exp.manifest else "", []).append(exp)
+    for manifest, members in by_manifest.items():
+        exp = members[0]
+        items = exp.summary.get("items", {})
+        name = f"`{_shown(Path(manifest), where)}`" if manifest else "an unrecorded test set"
+        text = (f"- {name}: {items.get('scored', '?')} of {items.get('listed', '?')} items "
+                f"scored ({exp.summary.get('rows', '?')} item-source pairs, "
+                f"{len(exp.sources)} instruments), {exp.summary.get('sample_rate', '?')} Hz, "
+                f"BSS-Eval backend `{exp.summary.get('backend', '?')}`")
+        if items.get("skipped"):
+            reasons = exp.summary.get("skipped", {}).get("by_reason", {})
+            text += "; skipped: " + ", ".join(f"{n} {kind}" for kind, n in reasons.items())
+        if len(by_manifest) > 1:
+            text += f" (experiments: {', '.join(e.tag for e in members)})"
+        lines.append(text + ".")
+        if manifest:
+            lines += _meta_lines(Path(manifest).parent / "meta.json", where)
+    return lines
+
+
+def _meta_lines(meta_file: Path, where: Path | None) -> list[str]:
+    """A sub-list describing the data set from the ``meta.json`` next to the manifest."""
+    if not meta_file.is_file():
+        return []
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError:
+        return [f"  - `{_shown(meta_file, where)}` is not valid JSON."]
+    if not isinstance(meta, dict):
+        return []
+    lines = [f"  - from `{_shown(meta_file, where)}`:"]
+    for key, value in meta.items():
+        if isinstance(value, (str, int, float, bool)):
+            lines.append(f"    - {key}: {value}")
+        elif isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+            lines.append(f"    - {key}: {', '.join(map(str, value))}")
+        elif isinstance(value, dict) and all(isinstance(v, (str, int, float))
+                                             for v in value.values()):
+            lines.append(f"    - {key}: " + ", ".join(f"{k} {v}" for k, v in value.items()))
+    return lines
+
+
+def _mode_text(exp: Experiment) -> str:
+    if exp.mode is None:
+        return "mode unknown"
+    return exp.mode if exp.mode_origin == "config.yaml" else f"{exp.mode} (from tag)"
+
+
+def _items_text(exp: Experiment) -> str:
+    return str(exp.summary.get("items", {}).get("scored", "?"))
+
+
+def _db(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:.2f}" if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+
+
+def _shown(path: Path, where: Path | None) -> str:
+    import os
+
+    if where is None:
+        return str(path)
+    return os.path.relpath(path.resolve(), where.resolve())
+
+
+def _table(head: list[str], rows: list[list[str]], text_columns: int = 1,
+           text_last: bool = False) -> list[str]:
+    """A markdown table: numbers right-aligned, the first ``text_columns`` columns (and the
+    last with ``text_last``) left-aligned."""
+    align = [":---" if c < text_columns or (text_last and c == len(head) - 1) else "---:"
+             for c in range(len(head))]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+# -- figure ------------------------------------------------------------------------------
+def plot(experiments: list[Experiment], path: str | Path, n_items: int = 2) -> Path:
+    """Write the figure: spectrograms of ``n_items`` test items shared by the experiments,
+    then one panel of training curves per experiment. Returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = _spectrogram_rows(experiments, n_items) if n_items else []
+    n_cols = 2 + len(experiments)  # mixture, reference, one estimate per experiment
+    n_rows = max(len(panels), 1 if n_items else 0) + 1
+    fig = plt.figure(figsize=(2.6 * n_cols, 2.2 * n_rows), constrained_layout=True)
+    grid = fig.add_gridspec(n_rows, n_cols)
+    for r, (title, columns) in enumerate(panels):
+        _draw_spectrograms(fig, grid, r, title, columns)
+    if n_items and not panels:
+        ax = fig.add_subplot(grid[0, :])
+        _say(ax, "no separated test audio found (<exp>/<tag>/separated/items.jsonl): run "
+                 "recipe stage 5 to see spectrograms here")
+    for c, exp in enumerate(experiments):
+        _draw_curves(fig.add_subplot(grid[n_rows - 1, c]), exp)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:  # atomic, as every other output
+        fig.savefig(tmp, dpi=90, format="png")
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _spectrogram_rows(experiments: list[Experiment], n_items: int) -> list:
+    """``[(row title, [(panel title, audio path)])]``: for each chosen item and source,
+    the mixture, the reference and each experiment's estimate."""
+    listed = {}
+    for exp in experiments:
+        if exp.items_file.is_file():
+            listed[exp.tag] = _read_items(exp.items_file)
+    if not listed:
+        return []
+    first = next(iter(listed.values()))
+    shared = [item_id for item_id in first if all(item_id in other for other in listed.values())]
+    rows = []
+    for item_id in shared[:n_items]:
+        item = first[item_id]
+        for source in sorted(item["sources"]):
+            columns = [("mixture", item.get("mixture")), (f"reference {source}",
+                                                         item["sources"][source])]
+            columns += [(f"{tag} estimate", items[item_id]["estimates"].get(source))
+                        for tag, items in listed.items()]
+            rows.append((f"{item_id}: {source}", columns))
+    return rows
+
+
+def _read_items(path: Path) -> dict[str, dict]:
+    """``{id: entry}`` of an ``items.jsonl`` with paths made absolute."""
+    items = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            for key in ("sources", "estimates"):
+                entry[key] = {k: path.parent / v for k, v in entry.get(key, {}).items()}
+            if entry.get("mixture"):
+                entry["mixture"] = path.parent / entry["mixture"]
+            items[str(entry["id"])] = entry
+    return items
+
+
+def _draw_spectrograms(fig, grid, row: int, title: str, columns: list) -> None:
+    from bisep.audio import AudioError, read
+
+    specs = []
+    for _, path in columns:
+        try:
+            wav, rate = read(path, mono=True) if path else (None, None)
+        except AudioError:
+            wav = None
+        specs.append(_log_spectrogram(wav[0], rate) if wav is not None else None)
+    top = max((s[0].max() for s in specs if s is not None), default=0.0)
+    for c, ((name, path), spec) in enumerate(zip(columns, specs)):
+        ax = fig.add_subplot(grid[row, c])
+        if spec is None:
+            _say(ax, f"{name}:\n{'no file' if path is None else Path(path).name + ' unreadable'}")
+            continue
+        db, seconds, hz = spec
+        ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
+                  extent=(0, seconds, 0, hz / 1000))
+        ax.set_title(f"{title}\n{name}" if c == 0 else name, fontsize=7)
+        ax.tick_params(labelsize=6)
+        if c == 0:
+            ax.set_ylabel("kHz", fontsize=6)
+
+
+def _log_spectrogram(wav, rate: int, n_fft: int = 512, hop: int = 128):
+    """``(dB (freq, frames), seconds, Nyquist Hz)`` of a Hann-windowed STFT."""
+    import numpy as np
+
+    if wav.shape[0] < n_fft:
+        wav = np.pad(wav, (0, n_fft - wav.shape[0]))
+    frames = np.lib.stride_tricks.sliding_window_view(wav, n_fft)[::hop]
+    magnitude = np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=-1)).T
+    return 20 * np.log10(magnitude + 1e-8), wav.shape[0] / rate, rate / 2
+
+
+def _draw_curves(ax, exp: Experiment) -> None:
+    curves = _read_curves(exp.curves_file)
+    if isinstance(curves, str):
+        _say(ax, f"{exp.tag}: no training curves\n{curves}")
+        return
+    steps, columns = curves
+    for name, values in columns.items():
+        points = [(s, v) for s, v in zip(steps, values) if v is not None]
+        if not points:
+            continue
+        if name == "val_si_sdr":  # dB, not a loss: its own axis on the right
+            right = ax.twinx()
+            right.plot(*zip(*points), color="black", ls="--", marker="o", ms=2, lw=1.0)
+            right.set_ylabel("val SI-SDR (dB, dashed)", fontsize=6)
+            right.tick_params(labelsize=6)
+            continue
+        main = name in ("train_loss", "val_loss")
+        ax.plot(*zip(*points), label=name, lw=1.2 if main else 0.6,
+                alpha=1.0 if main else 0.6, marker="o" if name == "val_loss" else None, ms=2)
+    ax.set_title(f"{exp.tag}: training", fontsize=7)
+    ax.set_xlabel("step", fontsize=6)
+    ax.tick_params(labelsize=6)
+    ax.legend(fontsize=5)
+
+
+def _read_curves(path: Path):
+    """``(steps, {column: values or None})`` from ``metrics.csv``, or why not (a str)."""
+    if not path.is_file():
+        return f"{path.parent.parent.name}/logs/{path.name} not found"
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "step" not in rows[0]:
+        return f"{path.name} has no rows or no 'step' column"
+    names = [n for n in rows[0] if n in ("train_loss", "val_loss", "val_si_sdr")
+             or n.startswith("train/")]
+    steps, columns = [], {name: [] for name in names}
+    for row in rows:
+        step = _number(row.get("step"))
+        if step is None:
+            continue
+        steps.append(step)
+        for name in names:
+            columns[name].append(_number(row.get(name)))
+    if not steps:
+        return f"{path.name} has no numeric steps"
+    return steps, columns
+
+
+def _number(text) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _say(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=7, wrap=True,
+            transform=ax.transAxes)
+    ax.set_axis_off()
+
+
+# -- entry point ---------------------------------------------------------------------------
+def write_report(exp_dir: str | Path, out: str | Path, tags: list[str] | None = None,
+                 figure: str | Path | None = None, n_items: int = 2) -> tuple[str, list[Path]]:
+    """Write ``RESULTS.md`` (and the figure unless ``figure`` is ``None``).
+
+    Returns:
+        ``(headline markdown: summary and ratio tables, written paths)``.
+    """
+    from bisep.data.manifest import write_text_atomic
+
+    experiments = find_experiments(exp_dir, tags)
+    out = Path(out)
+    written = []
+    if figure is not None:
+        written.append(plot(experiments, figure, n_items))
+    text = render_markdown(experiments, _shown(Path(figure), out.parent) if figure else None,
+                           where=out.parent)
+    written.insert(0, write_text_atomic(out, text + "\n"))
+    headline = "\n".join([*summary_table(experiments), "", *ratio_table(experiments)])
+    return headline, written

@@ -1,0 +1,122 @@
+"""The Lightning data module: mixture-of-mixtures batches and validation compositions.
+
+Reads what recipe stages 1 and 2 wrote::
+
+    <data_dir>/train.jsonl, valid.jsonl      (bisep.data.manifest format)
+    <dump_dir>/mom_train.jsonl, mom_valid.jsonl   (bisep mix)
+
+Single-source stems are loaded only for the supervised and semi-supervised modes (see
+``sources``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from bisep.audio import read
+from bisep.data.manifest import read_manifest
+from bisep.data.mom import MoMDataset, collate_mom
+from bisep.data.prompts import phrase
+
+
+class MissingStageOutput(FileNotFoundError):
+    """A file an earlier recipe stage writes is missing."""
+
+
+def require(path: Path, stage: str) -> Path:
+    if not path.exists():
+        raise MissingStageOutput(f"{path} does not exist: it is written by {stage}; run that "
+                                 f"stage first (see `run.sh --help`)")
+    return path
+
+
+class ReferenceSet(Dataset):
+    """Compositions with references, for query-level validation scores.
+
+    Each item: ``mixture (L,)``, ``references (S, L)`` and ``prompts`` (one phrase per
+    reference). Items must all hold ``S`` references of one length ``L``.
+    """
+
+    def __init__(self, manifest: Path, sample_rate: int, max_items: int | None = None):
+        self.items = [it for it in read_manifest(manifest) if it.get("stems")][:max_items]
+        if not self.items:
+            raise ValueError(f"{manifest}: no item has stems (references) to validate on")
+        self.sample_rate = sample_rate
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items[index]
+        labels = sorted(item["stems"])
+        mixture = torch.from_numpy(self._read(item["audio"]))
+        refs = torch.from_numpy(np.stack([self._read(item["stems"][lab]) for lab in labels]))
+        return {"mixture": mixture, "references": refs, "prompts": [phrase(lab) for lab in labels]}
+
+
+    def _read(self, path: str) -> np.ndarray:
+        return read(path, self.sample_rate, mono=True)[0][0]
+
+
+def collate_references(items: list[dict]) -> dict:
+    return {"mixture": torch.stack([it["mixture"] for it in items]),
+            "references": torch.stack([it["references"] for it in items]),
+            "prompts": [it["prompts"] for it in items]}
+
+
+class MoMDataModule(pl.LightningDataModule):
+    """Training and validation loaders for one recipe's data and dump folders.
+
+    Args:
+        data_dir: stage 1 output (manifests and audio).
+        dump_dir: stage 2 output (mixture-of-mixtures plans).
+        data_conf: the config's ``data`` section (batch sizes, workers, phrases).
+        sources: which MoMs carry single-source targets: ``"none"`` (unsupervised and weak
+            modes: no stem file is opened), ``"sup"`` (the stage-2 supervised subset, semi
+            mode) or ``"all"`` (supervised mode).
+        sample_rate: the separator's rate.
+        seed: shuffling seed.
+    """
+
+    def __init__(self, data_dir: str | Path, dump_dir: str | Path, data_conf: dict,
+                 sources: str, sample_rate: int, seed: int = 0):
+        super().__init__()
+        self.data_dir, self.dump_dir = Path(data_dir), Path(dump_dir)
+        self.conf = data_conf
+        if sources not in ("none", "sup", "all"):
+            raise ValueError(f"sources must be 'none', 'sup' or 'all', got {sources!r}")
+        self.sources = sources
+        self.sample_rate = sample_rate
+        self.seed = seed
+        stage1, stage2 = "stage 1 (data preparation)", "stage 2 (bisep mix)"
+        self.train_manifest = require(self.data_dir / "train.jsonl", stage1)
+        self.valid_manifest = require(self.data_dir / "valid.jsonl", stage1)
+        self.train_plan = require(self.dump_dir / "mom_train.jsonl", stage2)
+        self.valid_plan = require(self.dump_dir / "mom_valid.jsonl", stage2)
+
+    def setup(self, stage: str | None = None) -> None:
+        common = dict(num_phrases=self.conf["num_phrases"], sample_rate=self.sample_rate,
+                      load_sources=self.sources != "none", sup_only=self.sources == "sup")
+        self.train_set = MoMDataset(self.train_plan, self.train_manifest, **common)
+        # Stage 2 draws the validation MoMs from valid.jsonl: neither train nor test clips.
+        self.valid_set = MoMDataset(self.valid_plan, self.valid_manifest, **common)
+        self.reference_set = ReferenceSet(self.valid_manifest, self.sample_rate,
+                                          self.conf["max_valid_items"])
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.conf["batch_size"], shuffle=True,
+                          drop_last=True, collate_fn=collate_mom,
+                          num_workers=self.conf["num_workers"],
+                          generator=torch.Generator().manual_seed(self.seed),
+                          persistent_workers=self.conf["num_workers"] > 0)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        size, workers = self.conf["valid_batch_size"], self.conf["num_workers"]
+        return [DataLoader(self.valid_set, batch_size=size, collate_fn=collate_mom,
+                           num_workers=workers),
+                DataLoader(self.reference_set, batch_size=size, collate_fn=collate_references,
+                           num_workers=workers)]

@@ -1,0 +1,193 @@
+"""Train a separator from a config: Lightning Trainer, atomic checkpoints, resume, export.
+
+An experiment folder holds::
+
+    config.yaml             the resolved config (a re-run must match it to resume)
+    checkpoints/last.ckpt   the latest Lightning checkpoint (every N steps and at the end)
+    checkpoints/step*.ckpt  the best ``save_top_k`` by ``trainer.monitor``
+    logs/run<i>/metrics.csv each run's metrics (CSVLogger; a resumed run is a new run)
+    logs/metrics.csv        all runs merged by step (later runs win where steps overlap)
+    model.pth               the best separator, in bisep's checkpoint format (inference)
+
+Re-running on a folder that has ``last.ckpt`` continues from its step (optimizer, scheduler
+and loop state included); every checkpoint is written to a temporary file and renamed, so
+a killed run leaves the previous one intact. Lightning checkpoints are read with
+``weights_only=True``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from bisep import checkpoint as ckpt_io
+from bisep.config import ConfigError, dump
+from bisep.train.inputs import PHRASE_INPUTS, SOURCE_INPUTS, term_inputs
+
+log = logging.getLogger("bisep.train")
+
+
+def check_mode(config: dict, registry=None) -> str:
+    """The config's training mode, inferred from its loss terms when not given.
+
+    Raises:
+        ConfigError: no loss term, or a mode without single-source data whose terms ask for
+            single-source targets (or the reverse).
+    """
+    from bisep.registry import get_registry
+
+    registry = registry or get_registry()
+    if not config["criterions"]:
+        raise ConfigError("the config has no criterions: list the loss terms to train with, "
+                          "e.g. [{name: clap_contrastive, weight: 0.5}, ...] (docs/training.md)")
+    needs_sources = needs_phrases = False
+    for item in config["criterions"]:
+        term = registry.build("loss", item["name"], **item["conf"])
+        required, _ = term_inputs(term, item["name"])
+        needs_sources |= bool(SOURCE_INPUTS.intersection(required))
+        needs_phrases |= bool(PHRASE_INPUTS.intersection(required))
+    inferred = ("semi" if needs_phrases else "supervised") if needs_sources else \
+               ("weak" if needs_phrases else "unsupervised")
+    mode = config.get("mode") or inferred
+    if mode in ("unsupervised", "weak") and needs_sources:
+        raise ConfigError(f"mode '{mode}' trains without single-source audio, but a criterion "
+                          f"needs single-source targets: drop it or set mode: semi")
+    if mode in ("supervised", "semi") and not needs_sources:
+        raise ConfigError(f"mode '{mode}' needs a criterion with single-source targets "
+                          f"(e.g. {{name: supervised}}); the config has none")
+    return mode
+
+
+class _AtomicCheckpointIO:
+    """Lightning CheckpointIO writing through :func:`bisep.checkpoint.save`."""
+
+    @staticmethod
+    def build():
+        from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+        class AtomicCheckpointIO(TorchCheckpointIO):
+            def save_checkpoint(self, checkpoint, path, storage_options=None):
+                ckpt_io.save(checkpoint, path)
+
+            def load_checkpoint(self, path, map_location=None, weights_only=None):
+                return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+        return AtomicCheckpointIO()
+
+
+def prepare_exp_dir(exp_dir: Path, config: dict) -> Path | None:
+    """Write ``config.yaml``; return ``last.ckpt`` when there is a run to continue."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    conf_path, last = exp_dir / "config.yaml", exp_dir / "checkpoints" / "last.ckpt"
+    text = dump(config)
+    if last.exists():
+        if conf_path.exists() and conf_path.read_text() != text:
+            raise ConfigError(f"{exp_dir} holds a run of another config ({conf_path}); to keep "
+                              f"it, train into another --exp-dir; to restart, delete {exp_dir}")
+        return last
+    tmp = conf_path.with_suffix(".yaml.tmp")
+    tmp.write_text(text)
+    tmp.replace(conf_path)
+    return None
+
+
+def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str | Path,
+        registry=None) -> Path:
+    """Train (or continue training) and export the best model; returns ``model.pth``."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    from bisep.train.datamodule import MoMDataModule
+    from bisep.train.module import SeparationModule
+
+    exp_dir = Path(exp_dir)
+    config = dict(config, mode=check_mode(config, registry))
+    trainer_conf = config["trainer"]
+    if trainer_conf["num_threads"]:
+        torch.set_num_threads(trainer_conf["num_threads"])
+    resume_from = prepare_exp_dir(exp_dir, config)
+    pl.seed_everything(config["seed"], workers=True, verbose=False)
+
+    module = SeparationModule(config, registry)
+    data = MoMDataModule(data_dir, dump_dir, config["data"],
+                         sources={"supervised": "all", "semi": "sup"}.get(config["mode"], "none"),
+                         sample_rate=module.separator.sample_rate, seed=config["seed"])
+    monitor = trainer_conf["monitor"]
+    ckpt_dir = exp_dir / "checkpoints"
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:07d}", monitor=monitor,
+                           mode="min" if monitor.endswith("loss") else "max",
+                           save_top_k=trainer_conf["save_top_k"], auto_insert_metric_name=False)
+    periodic = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
+                               every_n_train_steps=trainer_conf["checkpoint_every_n_steps"])
+    trainer = pl.Trainer(
+        default_root_dir=exp_dir, max_steps=trainer_conf["max_steps"], max_epochs=-1,
+        val_check_interval=trainer_conf["val_check_interval"], check_val_every_n_epoch=None,
+        num_sanity_val_steps=0, log_every_n_steps=trainer_conf["log_every_n_steps"],
+        accelerator=trainer_conf["accelerator"], devices=trainer_conf["devices"],
+        strategy=trainer_conf["strategy"], num_nodes=trainer_conf["num_nodes"],
+        precision=trainer_conf["precision"], gradient_clip_val=trainer_conf["gradient_clip_val"],
+        callbacks=[best, periodic], plugins=[_AtomicCheckpointIO.build()],
+        logger=CSVLogger(exp_dir / "logs", name="", version=f"run{_next_run(exp_dir)}"),
+        enable_progress_bar=trainer_conf["progress_bar"], enable_model_summary=False)
+    if resume_from is not None:
+        step = torch.load(resume_from, map_location="cpu", weights_only=True)["global_step"]
+        log.info("resuming %s from step %d (%s)", exp_dir, step, resume_from)
+        print(f"bisep train: resuming from step {step} ({resume_from})", flush=True)
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
+    # The periodic checkpoint fires every N steps; the final step may fall between two.
+    trainer.save_checkpoint(ckpt_dir / "last.ckpt")
+    if trainer.global_rank != 0:
+        return exp_dir / "model.pth"
+    merge_metrics(exp_dir / "logs")
+    return export_best(module, best.best_model_path or str(ckpt_dir / "last.ckpt"), exp_dir,
+                       config)
+
+
+def _next_run(exp_dir: Path) -> int:
+    runs = [int(p.name[3:]) for p in (exp_dir / "logs").glob("run*") if p.name[3:].isdigit()]
+    return max(runs, default=-1) + 1
+
+
+def merge_metrics(logs_dir: Path) -> Path:
+    """Merge ``run*/metrics.csv`` into ``metrics.csv``, ordered by step.
+
+    Lightning's CSV writer cannot append to a file with other columns, so each run (a
+    resume is a new run) logs on its own. A killed run logged steps past its last
+    checkpoint; the resumed run repeats them, and its rows replace the killed run's.
+    """
+    import csv
+    import io
+
+    runs = sorted((p for p in logs_dir.glob("run*/metrics.csv")),
+                  key=lambda p: int(p.parent.name[3:]))
+    rows, columns = [], {"step": None}
+    for path in runs:
+        with open(path, newline="") as f:
+            run_rows = list(csv.DictReader(f))
+        if not run_rows:
+            continue
+        first = min(int(r["step"]) for r in run_rows)
+        rows = [r for r in rows if int(r["step"]) < first] + run_rows
+        columns.update(dict.fromkeys(run_rows[0]))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda r: int(r["step"])))
+    out = logs_dir / "metrics.csv"
+    tmp = out.with_suffix(".csv.tmp")
+    tmp.write_text(buffer.getvalue())
+    tmp.replace(out)
+    return out
+
+
+def export_best(module, checkpoint_path: str | Path, exp_dir: Path, config: dict) -> Path:
+    """Write the separator of a Lightning checkpoint as ``exp_dir/model.pth``."""
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    module.load_state_dict(state["state_dict"])
+    package = ckpt_io.serialize(module.separator, config["separator"], config=config,
+                                training={"checkpoint": str(checkpoint_path),
+                                          "step": int(state["global_step"]),
+                                          "mode": config["mode"]})
+    return ckpt_io.save(package, exp_dir / "model.pth")

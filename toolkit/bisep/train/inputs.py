@@ -1,0 +1,189 @@
+"""The named tensors a training step offers to loss terms, each computed on first use.
+
+A loss term (a ``loss`` plugin) asks for its inputs by the names of its ``forward``
+arguments; :class:`StepInputs` computes only what the configured terms ask for. A
+weakly-supervised step therefore never builds source targets, and an unsupervised one never
+runs the conditioner's audio tower.
+
+Names and shapes (``B`` batch, ``N`` mixtures per mixture of mixtures, ``K`` phrases per
+mixture, ``S`` single-source slots, ``F``/``T`` STFT bins/frames, ``L`` samples, ``D``
+embedding size) are listed in :data:`PROVIDED`.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+import torch
+
+from bisep.separators.base import Conditioning
+
+PROVIDED: dict[str, str] = {
+    "mom_mag": "(B, F, T) magnitude of the mixture of mixtures",
+    "mixture_mags": "(B, N, F, T) magnitudes of its mixtures",
+    "mixture_masks": "(B, N, F, T) masks predicted for the mixture prompts",
+    "phrase_masks": "(B, N, K, F, T) masks predicted for the source phrases",
+    "phrase_weights": "(B, N, K) 1 / copies of a phrase repeated to fill K",
+    "phrase_valid": "(B, N, K) True on the first copy of each phrase",
+    "phrase_text_emb": "(B, N, K, D) conditioner embeddings of the phrases",
+    "phrase_audio_emb": "(B, N, K, D) conditioner embeddings of the separated phrase audio",
+    "logit_scale": "() the conditioner's learned logit scale",
+    "source_masks": "(B, S, F, T) masks predicted for the single-source prompts",
+    "source_mags": "(B, S, F, T) magnitudes of the single-source targets",
+    "source_valid": "(B, S) True where a single-source target exists",
+    "source_estimates": "(B, S, L) separated waveforms for the single-source prompts",
+    "source_wavs": "(B, S, L) single-source target waveforms",
+}
+# The inputs that need single-source audio: a mode that has none must not ask for them.
+SOURCE_INPUTS = frozenset({"source_masks", "source_mags", "source_estimates", "source_wavs"})
+PHRASE_INPUTS = frozenset({"phrase_masks", "phrase_audio_emb", "phrase_text_emb"})
+
+
+def term_inputs(term: torch.nn.Module, name: str) -> tuple[list[str], list[str]]:
+    """The required and optional input names of a loss term's ``forward``.
+
+    Raises:
+        ValueError: a required argument is not one of :data:`PROVIDED`.
+    """
+    required, optional = [], []
+    for param in inspect.signature(term.forward).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if param.default is param.empty:
+            if param.name not in PROVIDED:
+                raise ValueError(
+                    f"loss '{name}' ({type(term).__name__}.forward) needs an argument "
+                    f"'{param.name}' that the trainer does not provide; a loss term names its "
+                    f"inputs after these: {', '.join(PROVIDED)} (docs/training.md)")
+            required.append(param.name)
+        elif param.name in PROVIDED:
+            optional.append(param.name)
+    return required, optional
+
+
+class StepInputs:
+    """Lazily computed loss inputs for one batch.
+
+    Args:
+        separator: a :class:`~bisep.separators.base.BaseSeparator`.
+        conditioner: a frozen :class:`~bisep.conditioners.base.Conditioner`.
+        embed_prompts: ``prompts -> Conditioning`` of shape ``(1, len(prompts), ...)``
+            (the module caches text embeddings: the conditioner is frozen).
+        batch: a collated mixture-of-mixtures batch (``bisep.data.mom.collate_mom``).
+    """
+
+    def __init__(self, separator, conditioner, embed_prompts: Callable[[list[str]], Conditioning],
+                 batch: dict):
+        self.separator = separator
+        self.conditioner = conditioner
+        self.embed_prompts = embed_prompts
+        self.batch = batch
+        self._cache: dict[str, object] = {}
+
+    def __getitem__(self, name: str):
+        if name not in self._cache:
+            if name not in PROVIDED and name not in ("spec", "features"):
+                raise KeyError(name)
+            self._cache[name] = getattr(self, f"_{name}")()
+        return self._cache[name]
+
+    def kwargs_for(self, required: list[str], optional: list[str]) -> dict:
+        out = {name: self[name] for name in required}
+        for name in optional:
+            if name.startswith("source_") and "sources" not in self.batch:
+                continue
+            out[name] = self[name]
+        return out
+
+    # -- shared intermediate results ----------------------------------------------------
+    def _spec(self):
+        return self.separator.analyze(self.batch["mom"])
+
+    def _features(self):
+        return self.separator.encode(self["mom_mag"])
+
+    def _masks(self, prompts: list[list[str]]) -> torch.Tensor:
+        """Masks ``(B, Q, F, T)`` for ``Q`` prompts per batch item."""
+        flat = [p for item in prompts for p in item]
+        cond = self.embed_prompts(flat)
+        batch, per_item = len(prompts), len(prompts[0])
+
+        def per_batch(x):
+            return None if x is None else x.reshape(batch, per_item, *x.shape[2:])
+
+        cond = Conditioning(per_batch(cond.embedding), per_batch(cond.tokens),
+                            per_batch(cond.token_mask))
+        return self.separator.predict_masks(self["features"], cond)
+
+    def _mags(self, wavs: torch.Tensor) -> torch.Tensor:
+        b, m, length = wavs.shape
+        return self.separator.analyze(wavs.reshape(b * m, length))[1].reshape(
+            b, m, *self["mom_mag"].shape[1:])
+
+    # -- PROVIDED -----------------------------------------------------------------------
+    def _mom_mag(self):
+        return self["spec"][1]
+
+    def _mixture_mags(self):
+        return self._mags(self.batch["mixtures"])
+
+    def _mixture_masks(self):
+        return self._masks(self.batch["mixture_prompts"])
+
+    def _phrase_masks(self):
+        phrases = self.batch["phrases"]
+        n, k = len(phrases[0]), len(phrases[0][0])
+        masks = self._masks([[p for mix in item for p in mix] for item in phrases])
+        return masks.reshape(masks.shape[0], n, k, *masks.shape[2:])
+
+    def _phrase_weights(self):
+        return self.batch["phrase_weights"]
+
+    def _phrase_valid(self):
+        return self.batch["phrase_valid"]
+
+    def _phrase_text_emb(self):
+        phrases = self.batch["phrases"]
+        flat = [p for item in phrases for mix in item for p in mix]
+        emb = self.embed_prompts(flat).embedding[0]
+        return emb.reshape(len(phrases), len(phrases[0]), len(phrases[0][0]), -1)
+
+    def _phrase_audio_emb(self):
+        masks = self["phrase_masks"]
+        b, n, k = masks.shape[:3]
+        wavs = self.separator.synthesize(self["spec"][0], masks.reshape(b, n * k, *masks.shape[3:]),
+                                         self.batch["mom"].shape[-1])
+        wavs = _resample(wavs.reshape(b * n * k, -1), self.separator.sample_rate,
+                         self.conditioner.sample_rate)
+        # Repeated phrases (padding up to K) carry no information: embed the first copies only.
+        valid = self["phrase_valid"].reshape(-1)
+        emb = wavs.new_zeros(b * n * k, self.conditioner.embed_dim)
+        emb[valid] = self.conditioner.embed_audio(wavs[valid]).to(emb.dtype)
+        return emb.reshape(b, n, k, -1)
+
+    def _logit_scale(self):
+        return self.conditioner.logit_scale
+
+    def _source_masks(self):
+        return self._masks(self.batch["source_prompts"])
+
+    def _source_mags(self):
+        return self._mags(self.batch["sources"])
+
+    def _source_valid(self):
+        return self.batch["source_valid"]
+
+    def _source_estimates(self):
+        return self.separator.synthesize(self["spec"][0], self["source_masks"],
+                                         self.batch["mom"].shape[-1])
+
+    def _source_wavs(self):
+        return self.batch["sources"]
+
+
+def _resample(wav: torch.Tensor, rate: int, target: int) -> torch.Tensor:
+    if rate == target:
+        return wav
+    import torchaudio.functional as AF
+
+    return AF.resample(wav, rate, target)

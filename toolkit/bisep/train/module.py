@@ -1,0 +1,162 @@
+"""The Lightning module: one training loop for every mode.
+
+A mode is a list of loss terms (``criterions`` in the config) and the data they need; the
+module never branches on the mode. Each step runs the separator's query-independent half
+once per mixture of mixtures, then asks each loss term for its inputs by name
+(:mod:`bisep.train.inputs`).
+
+Validation logs the same weighted loss on held-out mixtures of mixtures (``val_loss``) and,
+when a validation manifest with references is given, the SI-SDR and SI-SDR improvement of
+single-source queries on 2-source validation compositions (``val_si_sdr``,
+``val_si_sdri``): the weak loss need not track separation quality, so both are logged and
+the config chooses which one selects the best checkpoint.
+"""
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+
+from bisep.config import OPTIMIZERS, SCHEDULERS
+from bisep.losses.sdr import neg_sdr
+from bisep.registry import get_registry
+from bisep.separators.base import Conditioning
+from bisep.train.inputs import SOURCE_INPUTS, StepInputs, term_inputs
+
+
+class SeparationModule(pl.LightningModule):
+    """Separator + frozen conditioner + weighted loss terms, from a resolved config.
+
+    Args:
+        config: a config resolved by :func:`bisep.train.options.resolve_train_config`.
+        registry: plugin registry (default: the global one).
+    """
+
+    def __init__(self, config: dict, registry=None):
+        super().__init__()
+        registry = registry or get_registry()
+        self.config = config
+        self.separator = registry.build("separator", config["separator"],
+                                        **config["separator_conf"])
+        self.conditioner = registry.build("conditioner", config["conditioner"],
+                                          **config["conditioner_conf"]).freeze()
+        if self.conditioner.embed_dim != self.separator.query_dim:
+            raise ValueError(
+                f"separator_conf.query_dim is {self.separator.query_dim} but conditioner "
+                f"'{config['conditioner']}' gives {self.conditioner.embed_dim}-d embeddings; "
+                f"set separator_conf.query_dim: {self.conditioner.embed_dim}")
+        self.terms = torch.nn.ModuleList()
+        self.term_specs: list[tuple[str, float, list[str], list[str]]] = []
+        for item in config["criterions"]:
+            term = registry.build("loss", item["name"], **item["conf"])
+            required, optional = term_inputs(term, item["name"])
+            self.terms.append(term)
+            self.term_specs.append((item["name"], item["weight"], required, optional))
+        self._text_cache: dict[str, tuple] = {}
+
+    # The conditioner is frozen and rebuilt from its own checkpoint: keep it out of the
+    # training checkpoint so a resumed run cannot silently swap query encoders.
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        return {k: v for k, v in state.items() if not k.startswith("conditioner.")}
+
+    def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
+        own = {k: v for k, v in super().state_dict().items() if k.startswith("conditioner.")}
+        return super().load_state_dict({**state_dict, **own}, strict=strict, **kwargs)
+
+    # -- queries --------------------------------------------------------------------------
+    def embed_prompts(self, prompts: list[str]) -> Conditioning:
+        """Conditioning ``(1, Q, ...)`` for ``prompts``; text embeddings are cached."""
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
+        if missing:
+            with torch.no_grad():
+                emb = self.conditioner.embed_text(missing).float().cpu()
+                tokens = mask = None
+                if self.conditioner.token_dim is not None:
+                    tokens, mask = self.conditioner.embed_text_tokens(missing)
+            for i, p in enumerate(missing):
+                self._text_cache[p] = (emb[i], None if tokens is None else tokens[i].cpu(),
+                                       None if mask is None else mask[i].cpu())
+        rows = [self._text_cache[p] for p in prompts]
+        emb = torch.stack([r[0] for r in rows]).unsqueeze(0).to(self.device)
+        if rows[0][1] is None:
+            return Conditioning(emb)
+        length = max(r[1].shape[0] for r in rows)
+        tokens = emb.new_zeros(1, len(rows), length, rows[0][1].shape[-1])
+        mask = torch.zeros(1, len(rows), length, dtype=torch.bool, device=self.device)
+        for i, (_, tok, m) in enumerate(rows):
+            tokens[0, i, :tok.shape[0]] = tok.to(self.device)
+            mask[0, i, :m.shape[0]] = m.to(self.device)
+        return Conditioning(emb, tokens, mask)
+
+    # -- losses ---------------------------------------------------------------------------
+    def compute_losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted total and each term's value for one batch."""
+        inputs = StepInputs(self.separator, self.conditioner, self.embed_prompts, batch)
+        total, parts = 0.0, {}
+        for term, (name, weight, required, optional) in zip(self.terms, self.term_specs):
+            if SOURCE_INPUTS.intersection(required) and "sources" not in batch:
+                # Semi-supervised: this batch drew no item with single-source targets.
+                continue
+            value = term(**inputs.kwargs_for(required, optional))
+            if not torch.isfinite(value):
+                raise FloatingPointError(
+                    f"loss '{name}' is {value.item()} at step {self.global_step}; lower "
+                    f"optim_conf.lr or set trainer.gradient_clip_val, and resume from the last "
+                    f"checkpoint")
+            parts[name] = value.detach()
+            total = total + weight * value
+        return total, parts
+
+    def training_step(self, batch, batch_idx):
+        total, parts = self.compute_losses(batch)
+        size = batch["mom"].shape[0]
+        self.log("train_loss", total, prog_bar=True, batch_size=size)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, batch_size=size)
+        return total
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        size = batch["mom"].shape[0] if "mom" in batch else batch["mixture"].shape[0]
+        if "mom" in batch:
+            total, parts = self.compute_losses(batch)
+            self.log("val_loss", total, batch_size=size, add_dataloader_idx=False)
+            for name, value in parts.items():
+                self.log(f"val/{name}", value, batch_size=size, add_dataloader_idx=False)
+            return
+        si_sdr, si_sdri = self.query_scores(batch)
+        self.log("val_si_sdr", si_sdr, prog_bar=True, batch_size=size, add_dataloader_idx=False)
+        self.log("val_si_sdri", si_sdri, batch_size=size, add_dataloader_idx=False)
+
+    def query_scores(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean SI-SDR and SI-SDRi of one query per reference source.
+
+        Shape:
+            batch: ``mixture (B, L)``, ``references (B, S, L)``, ``prompts`` B lists of S.
+        """
+        mixture, refs = batch["mixture"], batch["references"]
+        spec, mag = self.separator.analyze(mixture)
+        features = self.separator.encode(mag)
+        flat = [p for item in batch["prompts"] for p in item]
+        cond = self.embed_prompts(flat)
+        b, s = refs.shape[:2]
+        cond = Conditioning(cond.embedding.reshape(b, s, -1),
+                            *(None if x is None else x.reshape(b, s, *x.shape[2:])
+                              for x in (cond.tokens, cond.token_mask)))
+        est = self.separator.synthesize(spec, self.separator.predict_masks(features, cond),
+                                        mixture.shape[-1])
+        si_sdr = -neg_sdr(est, refs, kind="sisdr")
+        si_sdr_mix = -neg_sdr(mixture.unsqueeze(1).expand_as(refs), refs, kind="sisdr")
+        return si_sdr.mean(), (si_sdr - si_sdr_mix).mean()
+
+    # -- optimisation ---------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optim_cls = getattr(torch.optim, OPTIMIZERS[self.config["optim"]])
+        optimizer = optim_cls(params, **self.config["optim_conf"])
+        if self.config["scheduler"] is None:
+            return optimizer
+        sched_cls = getattr(torch.optim.lr_scheduler, SCHEDULERS[self.config["scheduler"]])
+        scheduler = sched_cls(optimizer, **self.config["scheduler_conf"])
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler,
+                                 "interval": self.config["trainer"]["scheduler_interval"]}}
