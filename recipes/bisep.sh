@@ -231,6 +231,9 @@ if runs 4; then
     else
         need 4 "${clap_ckpt}" 3 "the trained mini_clap query encoder"
     fi
+    # model.pth records the conditioner's arguments: an absolute path keeps it usable from
+    # any folder (bisep separate, Separator.from_pretrained).
+    clap_ckpt=$(cd "$(dirname "${clap_ckpt}")" && pwd)/$(basename "${clap_ckpt}")
     for conf in "${configs[@]}"; do
         tag=$(tag_of "${conf}")
         log "Stage 4: training ${tag}: ${conf} -> ${exp_dir}/${tag}"

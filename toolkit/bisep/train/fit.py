@@ -17,6 +17,7 @@ a killed run leaves the previous one intact. Lightning checkpoints are read with
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -102,6 +103,7 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
     from bisep.train.datamodule import MoMDataModule
     from bisep.train.module import SeparationModule
 
+    _quiet_lightning()
     exp_dir = Path(exp_dir)
     config = dict(config, mode=check_mode(config, registry))
     trainer_conf = config["trainer"]
@@ -143,6 +145,17 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
     merge_metrics(exp_dir / "logs")
     return export_best(module, best.best_model_path or str(ckpt_dir / "last.ckpt"), exp_dir,
                        config)
+
+
+def _quiet_lightning() -> None:
+    """Drop Lightning messages that say nothing about this run."""
+    # The frozen conditioner stays in eval mode on purpose (bisep.conditioners.base).
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
+    # Raised inside Lightning's own pytree helper; nothing a user can change.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # An advert for a cloud logger, printed at every start.
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage())
 
 
 def _next_run(exp_dir: Path) -> int:

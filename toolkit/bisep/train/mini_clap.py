@@ -495,8 +495,11 @@ def train(data_dir: str | Path, out_dir: str | Path, conf: dict, log=print) -> d
 
     captions = list(TEMPLATES) + [None]
     batches = BatchMaker(singles, mixtures, conf, captions)
-    params = [p for p in conditioner.audio.parameters()] + [conditioner.log_logit_scale]
-    optimizer = torch.optim.AdamW(params, lr=conf["lr"], weight_decay=conf["weight_decay"])
+    # No weight decay on the logit scale: it would pull the temperature towards 1.
+    optimizer = torch.optim.AdamW(
+        [{"params": list(conditioner.audio.parameters())},
+         {"params": [conditioner.log_logit_scale], "weight_decay": 0.0}],
+        lr=conf["lr"], weight_decay=conf["weight_decay"])
 
     def lr_factor(step):
         if step < conf["warmup_steps"]:
