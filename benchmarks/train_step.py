@@ -1,0 +1,245 @@
+"""Seconds per training step of each training mode against the unsupervised step, and what
+running the separator's encoder once per mixture (not once per query) saves.
+
+    python benchmarks/train_step.py                      # ~2 min on 2 loaded cores
+    python benchmarks/train_step.py --repeats 5 --work-dir /tmp/bench_data   # keep the data
+    python benchmarks/train_step.py separator=cond_unet separator_conf.preset=small \\
+        separator_conf.token_dim=384                     # overrides applied to every config
+
+Data: a tiny synth_music corpus is rendered with the real data code, ``bisep prepare
+synth_music DIR --conf tests/recipe_tiny/data.yaml duration=--clip-seconds`` (24 training
+clips with stems) and ``bisep mix --supervised-fraction 0.5`` (so that semi-supervised
+batches hold stems), into a temporary folder or ``--work-dir``. Batches come from
+:class:`bisep.train.datamodule.MoMDataModule`, built as ``bisep train`` builds it (stems
+loaded in the supervised and semi modes only).
+
+Each mode is ``egs/synth_music/bimodal/conf/train_<mode>.yaml`` read with
+:func:`bisep.config.load_config` (plus ``conditioner_conf.checkpoint=null``, i.e. mini_clap
+with a random audio tower and the real MiniLM text tower, and the command line's overrides),
+its ``mode`` checked as ``bisep train`` does, and a
+:class:`bisep.train.module.SeparationModule` in train mode with the optimizer of
+``configure_optimizers`` (Adam; the scheduler is left out). A step is
+``compute_losses(batch)``, ``backward()``, ``optimizer.step()`` and ``zero_grad()``. Every
+mode runs on the same ``--repeats`` batches of the seeded loader after one untimed step, the
+modes interleaved so that load from other processes hits all of them alike. The table gives
+the mean and the best s/step and the mean's ratio to the unsupervised mean. A semi-supervised
+batch runs its supervised term only when it drew a MoM with stems: the table says how many
+timed batches did.
+
+The second table times one batch of the weak mode's separator, forward and backward (no
+conditioner, no loss): ``encode`` once per MoM (B items), ``predict_masks`` for the N*K
+phrase queries of each MoM (the predict time is the encode+predict time minus the encode
+time), and the same B*N*K masks with the encoder run once per query (``encode`` on B*N*K
+copies, one query each). Times are the best of ``--repeats``.
+
+``OMP_WAIT_POLICY=PASSIVE`` is set unless the environment sets it: on cores shared with
+other jobs, OpenMP threads spinning while they wait made 2-thread runs several times slower
+than 1-thread ones.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP; see above
+
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "egs" / "synth_music" / "bimodal" / "conf"
+MODES = {"unsupervised": "train_unsup.yaml", "weak": "train_weak.yaml",
+         "supervised": "train_sup.yaml", "semi": "train_semi.yaml"}
+SOURCES = {"supervised": "all", "semi": "sup"}  # as bisep.train.fit.fit
+
+
+def bisep_cli(*args: str) -> None:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    subprocess.run([sys.executable, "-m", "bisep", *args], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def make_data(work: Path, clip_seconds: float, num_moms: int) -> tuple[Path, Path]:
+    """Stage 1 and 2 of the recipe on the tiny test corpus; reused when already there."""
+    data, dump = work / "data", work / f"dump_{num_moms}"
+    bisep_cli("prepare", "synth_music", str(data), "--conf",
+              str(ROOT / "tests" / "recipe_tiny" / "data.yaml"), f"duration={clip_seconds}")
+    if not (dump / "mom_train.jsonl").exists():
+        bisep_cli("mix", "--data-dir", str(data), "--dump-dir", str(dump),
+                  "--num-train-mom", str(num_moms), "--num-valid-mom", "4",
+                  "--supervised-fraction", "0.5")
+    return data, dump
+
+
+def build(mode: str, overrides: list[str], data: Path, dump: Path, batches: int):
+    """``(module, optimizer, first `batches` training batches)`` for one mode."""
+    import warnings
+
+    from bisep.config import load_config
+    from bisep.train.datamodule import MoMDataModule
+    from bisep.train.fit import check_mode
+    from bisep.train.module import SeparationModule
+
+    config = load_config(CONF_DIR / MODES[mode], ["conditioner_conf.checkpoint=null", *overrides])
+    config = dict(config, mode=check_mode(config))
+    if config["mode"] != mode:
+        raise SystemExit(f"{MODES[mode]} says mode {config['mode']}, expected {mode}")
+    torch.manual_seed(config["seed"])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="mini_clap was built without a checkpoint")
+        module = SeparationModule(config)
+    module.train()
+    optimizer = module.configure_optimizers()
+    if isinstance(optimizer, dict):
+        optimizer = optimizer["optimizer"]
+    datamodule = MoMDataModule(data, dump, config["data"], sources=SOURCES.get(mode, "none"),
+                               sample_rate=module.separator.sample_rate, seed=config["seed"])
+    datamodule.setup("fit")
+    loader = iter(datamodule.train_dataloader())
+    return module, optimizer, [next(loader) for _ in range(batches)]
+
+
+def step(module, optimizer, batch) -> float:
+    start = time.perf_counter()
+    total, _ = module.compute_losses(batch)
+    total.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def tensors(obj):
+    """The tensors in a separator's ``encode`` output (tensor, sequence, dict or dataclass)."""
+    if torch.is_tensor(obj):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from tensors(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from tensors(item)
+    elif dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            yield from tensors(getattr(obj, f.name))
+
+
+def per_query_costs(module, batch, repeats: int) -> dict:
+    """Best-of-``repeats`` forward+backward seconds of the separator on one batch."""
+    from bisep.separators.base import Conditioning
+
+    sep = module.separator
+    phrases = batch["phrases"]
+    b, n, k = len(phrases), len(phrases[0]), len(phrases[0][0])
+    q = n * k
+    cond = module.embed_prompts([p for item in phrases for mix in item for p in mix])
+
+    def reshape(x, *lead):
+        return None if x is None else x.reshape(*lead, *x.shape[2:])
+
+    shared = Conditioning(*(reshape(x, b, q) for x in (cond.embedding, cond.tokens,
+                                                        cond.token_mask)))
+    single = Conditioning(*(reshape(x, b * q, 1) for x in (cond.embedding, cond.tokens,
+                                                            cond.token_mask)))
+    with torch.no_grad():
+        _, mag = sep.analyze(batch["mom"])
+    copies = mag.repeat_interleave(q, dim=0)
+
+    def encode_only():
+        sum(t.mean() for t in tensors(sep.encode(mag)) if t.requires_grad).backward()
+
+    def encode_predict():
+        sep.predict_masks(sep.encode(mag), shared).mean().backward()
+
+    def encode_per_query():
+        sep.predict_masks(sep.encode(copies), single).mean().backward()
+
+    fns = {"encode": encode_only, "encode+predict": encode_predict, "per query": encode_per_query}
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats + 1):  # the first round warms up
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            seconds = time.perf_counter() - start
+            sep.zero_grad(set_to_none=True)
+            if _:
+                best[name] = min(best[name], seconds)
+    return {"B": b, "N": n, "K": k, **best}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="config overrides for every mode, as for `bisep train`")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per mode (default 3)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clip-seconds", type=float, default=3.0,
+                        help="length of the rendered clips, i.e. of a MoM (default 3)")
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
+                        help="modes to time; unsupervised is always run (the reference)")
+    parser.add_argument("--work-dir", type=Path,
+                        help="where to render the data (kept and reused); default: a "
+                             "temporary folder")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    modes = ["unsupervised"] + [m for m in args.modes if m != "unsupervised"]
+    start = time.perf_counter()
+
+    with tempfile.TemporaryDirectory(prefix="bisep_trainstep_") as tmp:
+        work = args.work_dir or Path(tmp)
+        data, dump = make_data(work, args.clip_seconds, num_moms=64)
+        print(f"torch {torch.__version__}, {args.threads} threads; data rendered in "
+              f"{time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.2f}",
+              flush=True)
+        built = {m: build(m, args.overrides, data, dump, args.repeats + 1) for m in modes}
+        print(f"modules built at {time.perf_counter() - start:.0f} s", flush=True)
+        times = {m: [] for m in modes}
+        for r in range(args.repeats + 1):
+            for m in modes:
+                seconds = step(*built[m][:2], built[m][2][r])
+                if r:
+                    times[m].append(seconds)
+
+    module, _, batches = built["unsupervised"]
+    config = module.config
+    first = batches[0]
+    print(f"\n{config['separator']} {config['separator_conf'].get('preset') or ''}, "
+          f"{config['conditioner']} (random audio tower); batch {first['mom'].shape[0]} MoMs "
+          f"of {first['mom'].shape[-1] / module.separator.sample_rate:g} s, "
+          f"N={len(first['phrases'][0])} K={len(first['phrases'][0][0])}; "
+          f"{args.repeats} timed steps per mode")
+    print(f"{'mode':14s} {'terms':58s} {'mean s':>7s} {'best s':>7s} {'x unsup':>8s}")
+    ref = sum(times["unsupervised"]) / args.repeats
+    for m in modes:
+        mean = sum(times[m]) / args.repeats
+        terms = ", ".join(item["name"] for item in built[m][0].config["criterions"])
+        note = ""
+        if m == "semi":
+            with_stems = sum("sources" in b and bool(b["source_valid"].any())
+                             for b in built[m][2][1:])
+            note = f"  ({with_stems}/{args.repeats} batches with stems)"
+        print(f"{m:14s} {terms:58s} {mean:7.2f} {min(times[m]):7.2f} {mean / ref:8.2f}{note}")
+
+    weak = built.get("weak", built["unsupervised"])
+    c = per_query_costs(weak[0], weak[2][0], args.repeats)
+    q = c["N"] * c["K"]
+    predict = max(c["encode+predict"] - c["encode"], 0.0)
+    print(f"\nper-query cost, {config['separator']} forward+backward on {c['B']} MoMs x "
+          f"N*K = {q} phrase queries, seconds (best of {args.repeats})")
+    print(f"  encode, once per MoM ({c['B']} items)            {c['encode']:7.3f}")
+    print(f"  predict_masks, {q} queries per MoM               {predict:7.3f}  "
+          f"({predict / q:.4f} per query)")
+    print(f"  encode + predict (shared encoder)               {c['encode+predict']:7.3f}")
+    print(f"  encode once per query ({c['B'] * q} items, 1 query each)  {c['per query']:7.3f}")
+    print(f"  shared / once per query                         "
+          f"{c['encode+predict'] / c['per query']:7.2f}")
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}; total "
+          f"{time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
