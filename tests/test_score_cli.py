@@ -103,7 +103,7 @@ def test_score_list_with_mir_eval_agrees_with_fast(dataset):
               "sources": {s: f"ref/{item}/{s}.wav" for s in SOURCES},
               "estimates": {s: f"est/{item}/{s}.wav" for s in SOURCES}} for item in "abc"]
     (dataset / "items.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    proc = run_score("--list", "items.jsonl", "--backend", "mir_eval", "--out-dir", "slow",
+    proc = run_score("--list", "items.jsonl", "--reference", "mir_eval", "--out-dir", "slow",
                      cwd=dataset)
     assert proc.returncode == 0, proc.stderr
     assert main(["score", "--list", str(dataset / "items.jsonl"),

@@ -40,7 +40,8 @@ def add_parser(sub):
                      help='one item per line: {"id": ..., "mixture": path, "sources": '
                           '{name: path}, "estimates": {name: path}}; paths relative to the file')
     p.add_argument("--out-dir", help="write per_item.csv and summary.json here")
-    p.add_argument("--backend", choices=("fast", "mir_eval"), default="fast",
+    p.add_argument("--backend", "--reference", dest="backend", choices=("fast", "mir_eval"),
+                   default="fast",
                    help="BSS-Eval implementation: fast (default; agrees with mir_eval to "
                         "0.01 dB) or mir_eval (the reference implementation, about 2x slower)")
     p.add_argument("--trim", action="store_true",
