@@ -141,7 +141,8 @@ def child(spec: dict) -> None:
         except _Stop:
             pass
         result["seconds"] = time.perf_counter() - start
-        covered = length if done["n"] == done["total"] else min(length, (done["n"] - 1) * hop + size)
+        covered = length if done["n"] == done["total"] else \
+            min(length, (done["n"] - 1) * hop + size)  # samples the chunks that ran covered
         result.update(chunks=done["n"], total_chunks=done["total"], audio_seconds=covered / rate,
                       samples=length)
     result["peak_mib"] = peak_rss_kib() / 1024
@@ -165,7 +166,7 @@ def write_wav(path: Path, seconds: float, seed: int) -> Path:
     return path
 
 
-def run_case(spec: dict, log_dir: Path) -> dict:
+def run_case(spec: dict) -> dict:
     """Run one case in a fresh interpreter and return what it reports."""
     name = f"{spec['model']}_{spec['preset']}_{spec['case'].replace(' ', '_')}"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -225,7 +226,7 @@ def main() -> None:
             results = {}
             for case, chunk, wav, max_chunks in cases:
                 results[case] = run_case(dict(common, case=case, chunk_seconds=chunk,
-                                              wav=str(wav), max_chunks=max_chunks), tmp)
+                                              wav=str(wav), max_chunks=max_chunks))
                 print(f"  {model}:{preset} {case}: peak {results[case]['peak_mib']:.0f} MiB",
                       flush=True)
             rows.append((f"{model}:{preset}", results))

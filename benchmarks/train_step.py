@@ -1,7 +1,7 @@
 """Seconds per training step of each training mode against the unsupervised step, and what
 running the separator's encoder once per mixture (not once per query) saves.
 
-    python benchmarks/train_step.py                      # ~2 min on 2 loaded cores
+    python benchmarks/train_step.py                      # ~1 min on 2 loaded cores
     python benchmarks/train_step.py --repeats 5 --work-dir /tmp/bench_data   # keep the data
     python benchmarks/train_step.py separator=cond_unet separator_conf.preset=small \\
         separator_conf.token_dim=384                     # overrides applied to every config
@@ -49,7 +49,11 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP; see above
 
+import warnings  # noqa: E402
+
 import torch  # noqa: E402
+
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated")  # via torchmetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "egs" / "synth_music" / "bimodal" / "conf"
@@ -78,8 +82,6 @@ def make_data(work: Path, clip_seconds: float, num_moms: int) -> tuple[Path, Pat
 
 def build(mode: str, overrides: list[str], data: Path, dump: Path, batches: int):
     """``(module, optimizer, first `batches` training batches)`` for one mode."""
-    import warnings
-
     from bisep.config import load_config
     from bisep.train.datamodule import MoMDataModule
     from bisep.train.fit import check_mode
@@ -90,6 +92,12 @@ def build(mode: str, overrides: list[str], data: Path, dump: Path, batches: int)
     if config["mode"] != mode:
         raise SystemExit(f"{MODES[mode]} says mode {config['mode']}, expected {mode}")
     torch.manual_seed(config["seed"])
+    try:  # MiniLM's "Loading weights" bar, once per mode
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="mini_clap was built without a checkpoint")
         module = SeparationModule(config)
@@ -175,7 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides for every mode, as for `bisep train`")
-    parser.add_argument("--repeats", type=int, default=3, help="timed steps per mode (default 3)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per mode (default 5)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clip-seconds", type=float, default=3.0,
                         help="length of the rendered clips, i.e. of a MoM (default 3)")
@@ -212,17 +220,17 @@ def main() -> None:
           f"of {first['mom'].shape[-1] / module.separator.sample_rate:g} s, "
           f"N={len(first['phrases'][0])} K={len(first['phrases'][0][0])}; "
           f"{args.repeats} timed steps per mode")
-    print(f"{'mode':14s} {'terms':58s} {'mean s':>7s} {'best s':>7s} {'x unsup':>8s}")
+    print(f"{'mode':13s} {'mean s':>7s} {'best s':>7s} {'x unsup':>8s}  loss terms")
     ref = sum(times["unsupervised"]) / args.repeats
     for m in modes:
         mean = sum(times[m]) / args.repeats
-        terms = ", ".join(item["name"] for item in built[m][0].config["criterions"])
-        note = ""
+        terms = " + ".join(f"{item['weight']:g} {item['name']}"
+                           for item in built[m][0].config["criterions"])
         if m == "semi":
             with_stems = sum("sources" in b and bool(b["source_valid"].any())
                              for b in built[m][2][1:])
-            note = f"  ({with_stems}/{args.repeats} batches with stems)"
-        print(f"{m:14s} {terms:58s} {mean:7.2f} {min(times[m]):7.2f} {mean / ref:8.2f}{note}")
+            terms += f" ({with_stems}/{args.repeats} batches with stems)"
+        print(f"{m:13s} {mean:7.2f} {min(times[m]):7.2f} {mean / ref:8.2f}  {terms}")
 
     weak = built.get("weak", built["unsupervised"])
     c = per_query_costs(weak[0], weak[2][0], args.repeats)
@@ -230,13 +238,14 @@ def main() -> None:
     predict = max(c["encode+predict"] - c["encode"], 0.0)
     print(f"\nper-query cost, {config['separator']} forward+backward on {c['B']} MoMs x "
           f"N*K = {q} phrase queries, seconds (best of {args.repeats})")
-    print(f"  encode, once per MoM ({c['B']} items)            {c['encode']:7.3f}")
-    print(f"  predict_masks, {q} queries per MoM               {predict:7.3f}  "
-          f"({predict / q:.4f} per query)")
-    print(f"  encode + predict (shared encoder)               {c['encode+predict']:7.3f}")
-    print(f"  encode once per query ({c['B'] * q} items, 1 query each)  {c['per query']:7.3f}")
-    print(f"  shared / once per query                         "
-          f"{c['encode+predict'] / c['per query']:7.2f}")
+    rows = [(f"encode, once per MoM ({c['B']} items)", c["encode"]),
+            (f"predict_masks, {q} queries per MoM", predict),
+            ("  per query", predict / q),
+            ("encode + predict_masks (shared encoder)", c["encode+predict"]),
+            (f"encode once per query ({c['B'] * q} items, 1 query each)", c["per query"])]
+    for label, seconds in rows:
+        print(f"  {label:52s} {seconds:7.3f}")
+    print(f"  {'shared / once per query':52s} {c['encode+predict'] / c['per query']:7.2f}")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}; total "
           f"{time.perf_counter() - start:.0f} s")
 
