@@ -112,6 +112,10 @@ command -v "${python}" > /dev/null 2>&1 \
 # Every model the recipe uses is local; offline mode keeps library imports (e.g. of
 # laion_clap) from retrying the model hub for minutes on a machine without network.
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TRANSFORMERS_OFFLINE=${TRANSFORMERS_OFFLINE:-1}
+# OpenMP threads that spin while waiting make a 2-thread job several times slower when
+# other jobs share the cores (benchmarks/train_step.py measured 6.1 s instead of 1.0 s per
+# weak step on a loaded 2-core machine); passive waiting costs little on an idle one.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 bisep=("${python}" -m bisep)
 read -r -a mix_extra <<< "${mix_args}"

@@ -137,3 +137,15 @@ def test_print_config_fills_the_trainer_sections():
     bad = run_cli("train", "--config", TINY / "train_weak.yaml", "--print_config",
                   "trainer.max_stepz=3")
     assert bad.returncode == 2 and "max_steps" in bad.stderr
+
+
+def test_a_pip_installed_loss_plugin_trains_by_name(corpus, tmp_path, plugin_sites):
+    # tests/plugins/bisep-example-plugin registers `example_l2(phrase_masks)`; a config
+    # names it beside a built-in term, and the trainer feeds it by argument name.
+    out = run_cli("train", "--config", TINY / "train_weak.yaml", "--data-dir", corpus / "data",
+                  "--dump-dir", corpus / "dump", "--exp-dir", tmp_path / "plug",
+                  "trainer.max_steps=2",
+                  "criterions=[{name: example_l2, weight: 1.0}, {name: mix_separate}]",
+                  pythonpath=[plugin_sites["example"]], check=True, timeout=600)
+    header = (tmp_path / "plug" / "logs" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/example_l2" in header, out.stdout

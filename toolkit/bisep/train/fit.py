@@ -139,7 +139,7 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
         print(f"bisep train: resuming from step {step} ({resume_from})", flush=True)
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
     # The periodic checkpoint fires every N steps; the final step may fall between two.
-    trainer.save_checkpoint(ckpt_dir / "last.ckpt")
+    trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
     if trainer.global_rank != 0:
         return exp_dir / "model.pth"
     merge_metrics(exp_dir / "logs")
