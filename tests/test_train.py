@@ -149,3 +149,13 @@ def test_a_pip_installed_loss_plugin_trains_by_name(corpus, tmp_path, plugin_sit
                   pythonpath=[plugin_sites["example"]], check=True, timeout=600)
     header = (tmp_path / "plug" / "logs" / "metrics.csv").read_text().splitlines()[0]
     assert "train/example_l2" in header, out.stdout
+
+
+def test_a_corrupt_last_checkpoint_is_a_clear_error(corpus, tmp_path):
+    exp = tmp_path / "weak"
+    train(corpus, exp, "train_weak.yaml", "trainer.max_steps=2")
+    last = exp / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    out = train(corpus, exp, "train_weak.yaml", "trainer.max_steps=2", check=False)
+    assert out.returncode == 2
+    assert "last.ckpt" in out.stderr and "cannot be read" in out.stderr

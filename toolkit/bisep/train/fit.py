@@ -134,7 +134,7 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
         logger=CSVLogger(exp_dir / "logs", name="", version=f"run{_next_run(exp_dir)}"),
         enable_progress_bar=trainer_conf["progress_bar"], enable_model_summary=False)
     if resume_from is not None:
-        step = torch.load(resume_from, map_location="cpu", weights_only=True)["global_step"]
+        step = read_lightning_checkpoint(resume_from)["global_step"]
         log.info("resuming %s from step %d (%s)", exp_dir, step, resume_from)
         print(f"bisep train: resuming from step {step} ({resume_from})", flush=True)
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
@@ -195,9 +195,22 @@ def merge_metrics(logs_dir: Path) -> Path:
     return out
 
 
+def read_lightning_checkpoint(path: str | Path) -> dict:
+    """A Lightning checkpoint read with ``weights_only=True``, or a CheckpointError."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ckpt_io.CheckpointError(
+            f"{path}: cannot be read as a training checkpoint ({reason}). Delete it to "
+            f"restart the run from scratch, or restore the file.") from None
+
+
 def export_best(module, checkpoint_path: str | Path, exp_dir: Path, config: dict) -> Path:
     """Write the separator of a Lightning checkpoint as ``exp_dir/model.pth``."""
-    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    state = read_lightning_checkpoint(checkpoint_path)
     module.load_state_dict(state["state_dict"])
     package = ckpt_io.serialize(module.separator, config["separator"], config=config,
                                 training={"checkpoint": str(checkpoint_path),
