@@ -47,32 +47,23 @@ def read_manifest(path: str | Path, check_files: bool = True) -> list[dict]:
                         f"(`bisep prepare synth_music DATA_DIR`) or check the path.")
     root = path.parent.resolve()
     items, seen = [], {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}). "
-                                f"Each line must be one JSON object.") from None
-            _check_item(item, where)
-            if item["id"] in seen:
-                raise DataError(f"{where}: duplicate id '{item['id']}' (first on line "
-                                f"{seen[item['id']]}). Ids must be unique within a manifest.")
-            seen[item["id"]] = number
-            item["audio"] = str(root / item["audio"])
-            if "stems" in item:
-                item["stems"] = {label: str(root / stem) for label, stem in item["stems"].items()}
-            if check_files:
-                for kind, file in [("audio", item["audio"]),
-                                   *((f"stem '{k}'", v) for k, v in item.get("stems", {}).items())]:
-                    if not os.path.isfile(file):
-                        raise DataError(f"{where}: {kind} file {file} of '{item['id']}' does not "
-                                        f"exist. Re-run the data preparation, or fix the path "
-                                        f"(paths are relative to {root}).")
-            items.append(item)
+    for number, where, item in iter_json_lines(path, "one JSON object"):
+        _check_item(item, where)
+        if item["id"] in seen:
+            raise DataError(f"{where}: duplicate id '{item['id']}' (first on line "
+                            f"{seen[item['id']]}). Ids must be unique within a manifest.")
+        seen[item["id"]] = number
+        item["audio"] = str(root / item["audio"])
+        if "stems" in item:
+            item["stems"] = {label: str(root / stem) for label, stem in item["stems"].items()}
+        if check_files:
+            for kind, file in [("audio", item["audio"]),
+                               *((f"stem '{k}'", v) for k, v in item.get("stems", {}).items())]:
+                if not os.path.isfile(file):
+                    raise DataError(f"{where}: {kind} file {file} of '{item['id']}' does not "
+                                    f"exist. Re-run the data preparation, or fix the path "
+                                    f"(paths are relative to {root}).")
+        items.append(item)
     return items
 
 
@@ -124,6 +115,25 @@ def write_manifest(path: str | Path, items: Iterable[dict]) -> Path:
         lines.append(json.dumps(out))
     write_text_atomic(path, "".join(line + "\n" for line in lines))
     return path
+
+
+def iter_json_lines(path: Path, expected: str):
+    """``(line number, "file:line", object)`` for each non-blank line of a JSON-lines file.
+
+    Raises:
+        DataError: a line is not valid JSON (``expected`` says what each line must be).
+    """
+    with open(path, encoding="utf-8") as handle:
+        for number, text in enumerate(handle, 1):
+            if not text.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}). "
+                                f"Each line must be {expected}.") from None
+            yield number, where, obj
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

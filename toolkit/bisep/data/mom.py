@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from bisep.data.manifest import DataError, read_manifest, write_text_atomic
+from bisep.data.manifest import DataError, iter_json_lines, read_manifest, write_text_atomic
 from bisep.data.prompts import mixture_prompt, phrase
 
 
@@ -153,31 +153,23 @@ def read_plan(path: str | Path, manifest: dict[str, dict] | None = None,
         raise DataError(f"{path}: no such plan. Write it with `bisep mix --data-dir DATA "
                         f"--dump-dir DUMP` (recipe stage 2).")
     lines, seen = [], {}
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, 1):
-            if not text.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                line = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg}). Each line must be an "
-                                f"object like {{\"id\", \"parts\", \"gains\", \"sup\"}}.") from None
-            _check_line(line, where)
-            if line["id"] in seen:
-                raise DataError(f"{where}: duplicate MoM id '{line['id']}' (first on line "
-                                f"{seen[line['id']]}).")
-            seen[line["id"]] = number
-            if manifest is not None:
-                for part in line["parts"]:
-                    if part not in manifest:
-                        raise DataError(
-                            f"{where}: part '{part}' is not in the manifest {manifest_path}. "
-                            f"The plan was made from other data: re-run `bisep mix` with "
-                            f"--data-dir pointing at this data, or pass the manifest the plan "
-                            f"was drawn from (train.jsonl for mom_train, valid.jsonl for "
-                            f"mom_valid).")
-            lines.append(line)
+    for number, where, line in iter_json_lines(
+            path, 'an object like {"id", "parts", "gains", "sup"}'):
+        _check_line(line, where)
+        if line["id"] in seen:
+            raise DataError(f"{where}: duplicate MoM id '{line['id']}' (first on line "
+                            f"{seen[line['id']]}).")
+        seen[line["id"]] = number
+        if manifest is not None:
+            for part in line["parts"]:
+                if part not in manifest:
+                    raise DataError(
+                        f"{where}: part '{part}' is not in the manifest {manifest_path}. "
+                        f"The plan was made from other data: re-run `bisep mix` with "
+                        f"--data-dir pointing at this data, or pass the manifest the plan "
+                        f"was drawn from (train.jsonl for mom_train, valid.jsonl for "
+                        f"mom_valid).")
+        lines.append(line)
     if not lines:
         raise DataError(f"{path}: the plan is empty. Re-run `bisep mix`.")
     return lines

@@ -24,6 +24,7 @@ import torch
 
 from bisep import checkpoint as ckpt_io
 from bisep.config import ConfigError, dump
+from bisep.data.manifest import write_text_atomic
 from bisep.train.inputs import PHRASE_INPUTS, SOURCE_INPUTS, term_inputs
 
 log = logging.getLogger("bisep.train")
@@ -87,9 +88,7 @@ def prepare_exp_dir(exp_dir: Path, config: dict) -> Path | None:
             raise ConfigError(f"{exp_dir} holds a run of another config ({conf_path}); to keep "
                               f"it, train into another --exp-dir; to restart, delete {exp_dir}")
         return last
-    tmp = conf_path.with_suffix(".yaml.tmp")
-    tmp.write_text(text)
-    tmp.replace(conf_path)
+    write_text_atomic(conf_path, text)
     return None
 
 
@@ -188,11 +187,7 @@ def merge_metrics(logs_dir: Path) -> Path:
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     writer.writerows(sorted(rows, key=lambda r: int(r["step"])))
-    out = logs_dir / "metrics.csv"
-    tmp = out.with_suffix(".csv.tmp")
-    tmp.write_text(buffer.getvalue())
-    tmp.replace(out)
-    return out
+    return write_text_atomic(logs_dir / "metrics.csv", buffer.getvalue())
 
 
 def read_lightning_checkpoint(path: str | Path) -> dict:
