@@ -14,13 +14,19 @@ def add_parser(sub):
     return p
 
 
-def run(args) -> int:
+def resolved_config(path: str, overrides: list[str]) -> dict:
+    """``bisep.config.load_config``, with its errors as user-facing :class:`CliError`."""
     from bisep import config
     from bisep.cli.main import CliError
 
     try:
-        resolved = config.load_config(args.config, args.overrides)
+        return config.load_config(path, overrides)
     except (config.ConfigError, ValueError) as exc:
         raise CliError(str(exc)) from None
-    print(config.dump(resolved), end="")
+
+
+def run(args) -> int:
+    from bisep.config import dump
+
+    print(dump(resolved_config(args.config, args.overrides)), end="")
     return 0

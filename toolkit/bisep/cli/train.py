@@ -28,16 +28,14 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from bisep import config
     from bisep.checkpoint import CheckpointError
+    from bisep.cli.config import resolved_config
     from bisep.cli.main import CliError, user_errors
+    from bisep.config import dump
 
-    try:
-        resolved = config.load_config(args.config, args.overrides)
-    except (config.ConfigError, ValueError) as exc:
-        raise CliError(str(exc)) from None
+    resolved = resolved_config(args.config, args.overrides)
     if args.print_config:
-        print(config.dump(resolved), end="")
+        print(dump(resolved), end="")
         return 0
     missing = [f"--{n.replace('_', '-')}" for n in ("data_dir", "dump_dir", "exp_dir")
                if not getattr(args, n)]
