@@ -5,12 +5,12 @@ uses ``torchaudio.functional.resample``. Arrays are ``float32`` shaped ``(channe
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from bisep.atomic import atomic_path
 
 
 class AudioError(ValueError):
@@ -88,15 +88,8 @@ def write(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str = 
         raise AudioError(f"{path}: audio to write must be (channels, time), got {audio.shape}")
     if not np.isfinite(audio).all():
         raise AudioError(f"{path}: refusing to write NaN or infinite samples.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, audio.T, sample_rate, subtype=subtype, format=_format(path))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

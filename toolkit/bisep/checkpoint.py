@@ -12,10 +12,8 @@ from a third-party plugin round-trips like a built-in one.
 """
 from __future__ import annotations
 
-import os
 import pickle
 import platform
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from typing import Any
 import torch
 
 import bisep
+from bisep.atomic import atomic_path
 
 REQUIRED_KEYS = ("model_name", "model_args", "state_dict")
 
@@ -83,17 +82,9 @@ def save(obj: Any, path: str | Path) -> Path:
 
     A process killed while saving leaves the previous checkpoint intact.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def load(path: str | Path) -> dict:

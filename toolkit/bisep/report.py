@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from bisep.atomic import atomic_path, write_text_atomic
+
 #: Canonical training modes, in the order the tables list them.
 MODES = ("unsupervised", "weak", "supervised", "semi")
 _MODE_WORDS = {"unsupervised": "unsupervised", "unsup": "unsupervised", "weak": "weak",
@@ -343,16 +345,12 @@ def plot(experiments: list[Experiment], path: str | Path, n_items: int = 2) -> P
                  "recipe stage 5 to see spectrograms here")
     for c, exp in enumerate(experiments):
         _draw_curves(fig.add_subplot(grid[n_rows - 1, c]), exp)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:  # atomic, as every other output
-        fig.savefig(tmp, dpi=90, format="png")
-        tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def _spectrogram_rows(experiments: list[Experiment], n_items: int) -> list:
@@ -498,7 +496,6 @@ def write_report(exp_dir: str | Path, out: str | Path, tags: list[str] | None = 
     Returns:
         ``(headline markdown: summary and ratio tables, written paths)``.
     """
-    from bisep.data.manifest import write_text_atomic
 
     experiments = find_experiments(exp_dir, tags)
     out = Path(out)

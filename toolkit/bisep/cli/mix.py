@@ -45,7 +45,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from bisep.cli.main import CliError
-    from bisep.data.manifest import DataError, read_manifest, write_text_atomic
+    from bisep.atomic import write_text_atomic
+    from bisep.data.manifest import DataError, read_manifest
     from bisep.data.mom import make_mom_plan, write_plan
 
     data, dump = Path(args.data_dir), Path(args.dump_dir)

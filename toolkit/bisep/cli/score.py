@@ -58,6 +58,7 @@ def run(args) -> int:
 
     from tqdm import tqdm
 
+    from bisep.atomic import write_text_atomic
     from bisep.audio import AudioError
     from bisep.cli.main import CliError
     from bisep.metrics import score_item
@@ -93,8 +94,8 @@ def run(args) -> int:
         from pathlib import Path
 
         out = Path(args.out_dir)
-        written = [_write_atomic(out / "per_item.csv", _csv_text(rows, columns)),
-                   _write_atomic(out / "summary.json", _json_text(summary))]
+        written = [write_text_atomic(out / "per_item.csv", _csv_text(rows, columns)),
+                   write_text_atomic(out / "summary.json", _json_text(summary))]
     print(_table(summary, columns))
     for path in written:
         print(f"wrote {path}")
@@ -188,20 +189,3 @@ def _table(summary: dict, columns: list[str]) -> str:
                                               ("mean", "median", "std"))
                      + f"{stats['count']:>7d}")
     return "\n".join(lines)
-
-
-def _write_atomic(path, text: str):
-    """Write ``text`` to a temporary file next to ``path``, then rename it into place, so
-    an interrupted run never leaves a truncated file under the final name."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # open() rather than mkstemp: the file gets the umask's permissions, not 0600.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path

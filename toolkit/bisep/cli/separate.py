@@ -170,7 +170,8 @@ def run_list(args) -> int:
     from bisep import audio
     from bisep.cli.main import CliError, user_errors
     from bisep.conditioners.query import Query
-    from bisep.data.manifest import read_manifest, write_text_atomic
+    from bisep.atomic import write_text_atomic
+    from bisep.data.manifest import read_manifest
     from bisep.data.prompts import phrase
 
     try:
@@ -284,7 +285,7 @@ def _start_or_resume(out_dir: Path, args, entries: list[dict]) -> None:
     estimates of two models."""
     import json
 
-    from bisep.data.manifest import write_text_atomic
+    from bisep.atomic import write_text_atomic
 
     stamp = _fingerprint(args)
     record = out_dir / "separation.json"

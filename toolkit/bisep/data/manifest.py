@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from bisep.atomic import write_text_atomic
+
 REQUIRED = {"id": str, "audio": str, "labels": list, "duration": (int, float)}
 
 
@@ -134,19 +136,3 @@ def iter_json_lines(path: Path, expected: str):
                 raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}). "
                                 f"Each line must be {expected}.") from None
             yield number, where, obj
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, so a killed
-    process never leaves a truncated file under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # open() rather than mkstemp: the file gets the umask's permissions, not 0600.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path

@@ -25,7 +25,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from bisep.data.manifest import DataError, iter_json_lines, read_manifest, write_text_atomic
+from bisep.atomic import write_text_atomic
+from bisep.data.manifest import DataError, iter_json_lines, read_manifest
 from bisep.data.prompts import mixture_prompt, phrase
 
 

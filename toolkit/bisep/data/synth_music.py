@@ -28,9 +28,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from bisep.data.manifest import DataError, read_manifest, write_manifest, write_text_atomic
+from bisep.atomic import atomic_path, write_text_atomic
+from bisep.data.manifest import DataError, read_manifest, write_manifest
 
 
 @dataclass(frozen=True)
@@ -453,17 +452,9 @@ class SynthMusic:
 
 def write_pcm16(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
     """Write int16 samples as 16-bit PCM WAV without any float conversion, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, samples, sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def sha256(path: str | Path) -> str:

@@ -24,7 +24,7 @@ import torch
 
 from bisep import checkpoint as ckpt_io
 from bisep.config import ConfigError, dump
-from bisep.data.manifest import write_text_atomic
+from bisep.atomic import write_text_atomic
 from bisep.train.inputs import PHRASE_INPUTS, SOURCE_INPUTS, term_inputs
 
 log = logging.getLogger("bisep.train")

@@ -464,7 +464,7 @@ def train(data_dir: str | Path, out_dir: str | Path, conf: dict, log=print) -> d
 
     from bisep.checkpoint import save
     from bisep.conditioners.mini_clap import MiniClapConditioner
-    from bisep.data.manifest import write_text_atomic
+    from bisep.atomic import write_text_atomic
     from bisep.data.prompts import TEMPLATES
     from bisep.losses.contrastive import bimodal_contrastive_loss
 
