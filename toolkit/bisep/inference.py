@@ -89,7 +89,8 @@ class Separator:
             emb = embed_queries(self.conditioner, specs).to(self.device)
             tokens = token_mask = None
             plain_text = all(s.audio is None and s.negative is None for s in specs)
-            if plain_text and self.conditioner.token_dim is not None:
+            if (plain_text and self.separator.uses_tokens
+                    and self.conditioner.token_dim is not None):
                 tokens, token_mask = self.conditioner.embed_text_tokens([s.text for s in specs])
                 tokens = tokens.unsqueeze(0).expand(batch, *tokens.shape)
                 token_mask = token_mask.unsqueeze(0).expand(batch, *token_mask.shape)

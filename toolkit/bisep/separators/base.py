@@ -58,8 +58,12 @@ class BaseSeparator(torch.nn.Module):
             accelerated kernel where available.
 
     Subclasses implement :meth:`encode`, :meth:`predict_masks` and
-    :meth:`get_model_args` (the keyword arguments that rebuild the model).
+    :meth:`get_model_args` (the keyword arguments that rebuild the model), and set
+    :attr:`uses_tokens` when :meth:`predict_masks` reads the per-token text states: callers
+    build ``Conditioning.tokens`` only then, since they cost a padded copy per query.
     """
+
+    uses_tokens: bool = False
 
     def __init__(self, sample_rate: int = 16000, n_fft: int = 1022, hop_length: int = 256,
                  query_dim: int = 512, mask_backend: str = "torch"):

@@ -410,6 +410,11 @@ class CondUNet(BaseSeparator):
         self.embedding_token = nn.Linear(query_dim, token_dim) if c else None
         self.head = InnerProductHead(query_dim, conf["num_channels"])
 
+    @property
+    def uses_tokens(self) -> bool:
+        """Only the SCA blocks' cross-attention reads token states."""
+        return len(self.sca) > 0
+
     def get_model_args(self) -> dict:
         return {"sample_rate": self.sample_rate, **self.conf, "token_dim": self.token_dim,
                 "query_dim": self.query_dim, "mask_backend": self.mask_backend}

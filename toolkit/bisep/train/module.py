@@ -52,6 +52,8 @@ class SeparationModule(pl.LightningModule):
             self.terms.append(term)
             self.term_specs.append((item["name"], item["weight"], required, optional))
         self._text_cache: dict[str, tuple] = {}
+        self.wants_tokens = (self.separator.uses_tokens
+                             and self.conditioner.token_dim is not None)
 
     # The conditioner is frozen and rebuilt from its own checkpoint: keep it out of the
     # training checkpoint so a resumed run cannot silently swap query encoders.
@@ -71,7 +73,7 @@ class SeparationModule(pl.LightningModule):
             with torch.no_grad():
                 emb = self.conditioner.embed_text(missing).float().cpu()
                 tokens = mask = None
-                if self.conditioner.token_dim is not None:
+                if self.wants_tokens:
                     tokens, mask = self.conditioner.embed_text_tokens(missing)
             for i, p in enumerate(missing):
                 self._text_cache[p] = (emb[i], None if tokens is None else tokens[i].cpu(),
