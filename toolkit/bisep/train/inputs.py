@@ -36,7 +36,22 @@ PROVIDED: dict[str, str] = {
 }
 # The inputs that need single-source audio: a mode that has none must not ask for them.
 SOURCE_INPUTS = frozenset({"source_masks", "source_mags", "source_estimates", "source_wavs"})
+# Shared steps several inputs are computed from.
+INTERMEDIATE = frozenset({"spec", "features", "phrase_conditioning"})
 PHRASE_INPUTS = frozenset({"phrase_masks", "phrase_audio_emb", "phrase_text_emb"})
+
+
+def batch_conditioning(embed_prompts: Callable[[list[str]], Conditioning],
+                       prompts: list[list[str]]) -> Conditioning:
+    """Conditioning ``(B, Q, ...)`` for ``Q`` prompts per batch item (``prompts[b][q]``)."""
+    cond = embed_prompts([p for item in prompts for p in item])
+    batch, per_item = len(prompts), len(prompts[0])
+
+    def per_batch(x):
+        return None if x is None else x.reshape(batch, per_item, *x.shape[2:])
+
+    return Conditioning(per_batch(cond.embedding), per_batch(cond.tokens),
+                        per_batch(cond.token_mask))
 
 
 def term_inputs(term: torch.nn.Module, name: str) -> tuple[list[str], list[str]]:
@@ -82,7 +97,7 @@ class StepInputs:
 
     def __getitem__(self, name: str):
         if name not in self._cache:
-            if name not in PROVIDED and name not in ("spec", "features"):
+            if name not in PROVIDED and name not in INTERMEDIATE:
                 raise KeyError(name)
             self._cache[name] = getattr(self, f"_{name}")()
         return self._cache[name]
@@ -104,16 +119,13 @@ class StepInputs:
 
     def _masks(self, prompts: list[list[str]]) -> torch.Tensor:
         """Masks ``(B, Q, F, T)`` for ``Q`` prompts per batch item."""
-        flat = [p for item in prompts for p in item]
-        cond = self.embed_prompts(flat)
-        batch, per_item = len(prompts), len(prompts[0])
+        return self.separator.predict_masks(self["features"],
+                                            batch_conditioning(self.embed_prompts, prompts))
 
-        def per_batch(x):
-            return None if x is None else x.reshape(batch, per_item, *x.shape[2:])
-
-        cond = Conditioning(per_batch(cond.embedding), per_batch(cond.tokens),
-                            per_batch(cond.token_mask))
-        return self.separator.predict_masks(self["features"], cond)
+    def _phrase_conditioning(self) -> Conditioning:
+        """The phrases' conditioning ``(B, N·K, ...)``, shared by masks and text embeddings."""
+        flat = [[p for mix in item for p in mix] for item in self.batch["phrases"]]
+        return batch_conditioning(self.embed_prompts, flat)
 
     def _mags(self, wavs: torch.Tensor) -> torch.Tensor:
         b, m, length = wavs.shape
@@ -133,7 +145,7 @@ class StepInputs:
     def _phrase_masks(self):
         phrases = self.batch["phrases"]
         n, k = len(phrases[0]), len(phrases[0][0])
-        masks = self._masks([[p for mix in item for p in mix] for item in phrases])
+        masks = self.separator.predict_masks(self["features"], self["phrase_conditioning"])
         return masks.reshape(masks.shape[0], n, k, *masks.shape[2:])
 
     def _phrase_weights(self):
@@ -144,8 +156,7 @@ class StepInputs:
 
     def _phrase_text_emb(self):
         phrases = self.batch["phrases"]
-        flat = [p for item in phrases for mix in item for p in mix]
-        emb = self.embed_prompts(flat).embedding[0]
+        emb = self["phrase_conditioning"].embedding
         return emb.reshape(len(phrases), len(phrases[0]), len(phrases[0][0]), -1)
 
     def _phrase_audio_emb(self):

@@ -20,7 +20,7 @@ from bisep.config import OPTIMIZERS, SCHEDULERS
 from bisep.losses.sdr import neg_sdr
 from bisep.registry import get_registry
 from bisep.separators.base import Conditioning
-from bisep.train.inputs import SOURCE_INPUTS, StepInputs, term_inputs
+from bisep.train.inputs import SOURCE_INPUTS, StepInputs, batch_conditioning, term_inputs
 
 
 class SeparationModule(pl.LightningModule):
@@ -138,12 +138,7 @@ class SeparationModule(pl.LightningModule):
         mixture, refs = batch["mixture"], batch["references"]
         spec, mag = self.separator.analyze(mixture)
         features = self.separator.encode(mag)
-        flat = [p for item in batch["prompts"] for p in item]
-        cond = self.embed_prompts(flat)
-        b, s = refs.shape[:2]
-        cond = Conditioning(cond.embedding.reshape(b, s, -1),
-                            *(None if x is None else x.reshape(b, s, *x.shape[2:])
-                              for x in (cond.tokens, cond.token_mask)))
+        cond = batch_conditioning(self.embed_prompts, batch["prompts"])
         est = self.separator.synthesize(spec, self.separator.predict_masks(features, cond),
                                         mixture.shape[-1])
         si_sdr = -neg_sdr(est, refs, kind="sisdr")
