@@ -146,3 +146,14 @@ def test_config_cli_reports_errors_without_traceback(tmp_path):
     assert out.returncode == 2
     assert "bisep config: error:" in out.stderr and "unknown key 'sed'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_experiment_part_drops_resources_and_the_given_keys():
+    from bisep.config import experiment_part
+
+    cfg = {"seed": 3, "mode": "weak", "data": {"batch_size": 8, "num_workers": 2},
+           "trainer": {"max_steps": 10, "num_threads": 1, "progress_bar": False}}
+    assert experiment_part(cfg) == {"seed": 3, "mode": "weak", "data": {"batch_size": 8},
+                                    "trainer": {"max_steps": 10}}
+    assert "seed" not in experiment_part(cfg, drop=("seed",))
+    assert cfg["trainer"]["num_threads"] == 1  # the input is left as it was

@@ -70,7 +70,14 @@ def test_recipe_layout():
     for script in (RECIPE / "run.sh", RECIPE / "local" / "data.sh", SHARED,
                    REPO / "recipes" / "utils" / "parse_options.sh"):
         assert os.access(script, os.X_OK), script
-    assert {"/data/", "/dump/", "/exp/"} <= set((RECIPE / ".gitignore").read_text().split())
+    # What the stages and local/full.sh write (data*/, dump*/, exp*/) is never committed.
+    for folder in ("data", "dump", "exp", "data_train4", "dump_sup05", "exp_ood"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index",
+                                  str(RECIPE / folder / "x.wav")], cwd=REPO)
+        assert ignored.returncode == 0, f"{folder}/ is not git-ignored"
+    kept = subprocess.run(["git", "check-ignore", "-q", "--no-index",
+                           str(RECIPE / "conf" / "data.yaml")], cwd=REPO)
+    assert kept.returncode == 1
 
 
 def test_help_lists_every_option_with_its_default():

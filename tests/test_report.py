@@ -155,3 +155,67 @@ def test_mode_from_tag():
     assert [mode_from_tag(t) for t in ("weak", "unsup_small", "semi_sup", "sup-2", "baseline",
                                        "supervised", "unsupervised")] == [
         "weak", "unsupervised", "semi", "supervised", None, "supervised", "unsupervised"]
+
+
+@pytest.fixture(scope="module")
+def seeds_dir(tmp_path_factory):
+    """Arms run with two seeds each; supervised at two shares of stems, semi at one."""
+    root = tmp_path_factory.mktemp("seeds")
+    manifest, lines = make_data(root / "data")
+    arms = {  # tag: (mode, loss name, dump folder, share of stems, noise per seed)
+        "unsup": ("unsupervised", "mix_separate", "dump", 0.0, (0.6, 0.5)),
+        "weak": ("weak", "clap_contrastive", "dump", 0.0, (0.3, 0.35)),
+        "sup": ("supervised", "neg_sdr", "dump", 1.0, (0.1, 0.12)),
+        "sup_f05": ("supervised", "neg_sdr", "dump_f05", 0.05, (0.4, 0.45)),
+        "semi": ("semi", "neg_sdr", "dump", 0.05, (0.2, 0.25)),
+    }
+    for tag, (mode, loss, dump, share, noises) in arms.items():
+        for seed, noise in zip((1, 2), noises):
+            name = tag if seed == 1 else f"{tag}_s{seed}"
+            make_experiment(root / "exp", name, None, noise, manifest, lines, curves=False)
+            (root / "exp" / name / "config.yaml").write_text(
+                f"mode: {mode}\nseed: {seed}\ncriterions: [{{name: {loss}}}]\n")
+            (root / "exp" / name / "data.json").write_text(json.dumps(
+                {"data_dir": "/d/data", "dump_dir": f"/d/{dump}", "stems_fraction": share}))
+    return root / "exp"
+
+
+def test_report_over_seeds_and_shares_of_stems(seeds_dir):
+    rc, out, err = cli("report", "--exp-dir", seeds_dir, "--figure-items", "0")
+    assert rc == 0, err
+    text = (seeds_dir / "RESULTS.md").read_text()
+    sdr = {p.name: json.loads((p / "scores" / "summary.json").read_text())["metrics"]["sdr"]["mean"]
+           for p in seeds_dir.iterdir() if (p / "scores").is_dir()}
+
+    def mean_sd(tag):
+        a, b = sdr[tag], sdr[f"{tag}_s2"]
+        return (a + b) / 2, abs(a - b) / 2 ** 0.5
+
+    assert "## Over seeds (mean ± standard deviation)" in text
+    for tag, mode, share in [("unsup", "unsupervised", "0%"), ("sup_f05", "supervised", "5%"),
+                             ("semi", "semi", "5%")]:
+        mean, sd = mean_sd(tag)
+        assert f"| {tag} | {mode} | {share} | 1, 2 | {mean:.2f} ± {sd:.2f} |" in text
+    # Ratios of the arm means, with the per-seed range; each supervised arm is a denominator.
+    weak, unsup = mean_sd("weak")[0], mean_sd("unsup")[0]
+    per_seed = sorted([sdr["weak"] / sdr["unsup"], sdr["weak_s2"] / sdr["unsup_s2"]])
+    assert (f"| weak / unsupervised | 1.71 (+71%) | {weak / unsup:.3f} | {per_seed[0]:.3f} .. "
+            f"{per_seed[1]:.3f} | weak / unsup (0% of stems) |") in text
+    assert "| semi / supervised | 1.17 (+17%) | " in text
+    assert "semi / sup_f05 (5% of stems) |" in text and "semi / sup (100% of stems) |" in text
+    # SDR against the share of stems: a table and a figure.
+    assert "## SDR against the share of single-source data" in text
+    for tag, mode, share in [("sup_f05", "supervised", "5%"), ("sup", "supervised", "100%"),
+                             ("semi", "semi", "5%")]:
+        assert f"| {mode} | {tag} | {share} | 2 | {mean_sd(tag)[0]:.2f} ±" in text
+    png = (seeds_dir / "RESULTS_fraction.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![SDR against the share of stems](RESULTS_fraction.png)" in text
+    assert "weak / unsupervised | 1.71 (+71%) | " in out  # the headline repeats the seed tables
+
+
+def test_one_seed_runs_get_no_seed_tables(exp_dir):
+    rc, _, err = cli("report", "--exp-dir", exp_dir, "--no-figure")
+    assert rc == 0, err
+    text = (exp_dir / "RESULTS.md").read_text()
+    assert "Over seeds" not in text and "share of single-source data" not in text

@@ -1,4 +1,5 @@
 """`bisep train`: the modes, what data each may read, checkpoints, resume after a kill."""
+import json
 import os
 import shutil
 import signal
@@ -34,6 +35,9 @@ def test_weak_training_writes_checkpoints_logs_and_a_usable_model(corpus, tmp_pa
     exp = tmp_path / "weak"
     train(corpus, exp)
     assert (exp / "config.yaml").read_text().startswith("mode: weak")
+    record = json.loads((exp / "data.json").read_text())
+    assert record["data_dir"] == str((corpus / "data").resolve()) and record["sources"] == "none"
+    assert record["clips_with_stems"] == 0 and record["stems_fraction"] == 0.0
     last = torch.load(exp / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 4
     assert not any(k.startswith("conditioner.") for k in last["state_dict"])
@@ -72,6 +76,17 @@ def test_semi_mode_trains_on_the_supervised_subset(corpus, tmp_path):
     header = (exp / "logs" / "metrics.csv").read_text().splitlines()[0]
     assert "train/supervised" in header or "val/supervised" in header
     assert torch.load(exp / "model.pth", weights_only=True)["infos"]["training"]["mode"] == "semi"
+    # The share of single-source data it used: the clips of the plan lines marked sup.
+    from bisep.data.manifest import read_manifest
+    from bisep.data.mom import read_plan
+
+    sup = {part for line in read_plan(corpus / "dump" / "mom_train.jsonl") if line["sup"]
+           for part in line["parts"]}
+    clips = len(read_manifest(corpus / "data" / "train.jsonl"))
+    record = json.loads((exp / "data.json").read_text())
+    assert record["sources"] == "sup" and record["train_clips"] == clips
+    assert record["clips_with_stems"] == len(sup) > 0
+    assert record["stems_fraction"] == pytest.approx(len(sup) / clips)
 
 
 def test_killed_training_resumes_from_its_last_checkpoint(corpus, tmp_path):
@@ -128,6 +143,11 @@ def test_resume_refuses_another_config(corpus, tmp_path):
     out = train(corpus, exp, "train_weak.yaml", "trainer.max_steps=2", "optim_conf.lr=0.5",
                 check=False)
     assert out.returncode == 2 and "another config" in out.stderr
+    # Resources are not the experiment: the run continues with another thread count.
+    out = train(corpus, exp, "train_weak.yaml", "trainer.max_steps=3", check=False)
+    assert out.returncode == 2  # max_steps is part of the experiment
+    train(corpus, exp, "train_weak.yaml", "trainer.max_steps=2", "trainer.num_threads=1")
+    assert "num_threads: 1" in (exp / "config.yaml").read_text()
 
 
 def test_print_config_fills_the_trainer_sections():

@@ -78,6 +78,10 @@ TRAINER_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "progress_bar": ((bool,), True),
 }
 SECTIONS = {"data": DATA_KEYS, "trainer": TRAINER_KEYS}
+# Keys that say how a run uses the machine, not what it computes: a run may resume with
+# other values, and runs that differ only in them are the same experiment.
+RESOURCE_KEYS = (("data", "num_workers"), ("trainer", "num_threads"),
+                 ("trainer", "progress_bar"))
 CRITERION_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "name": ((str,), None),
     "conf": ((dict,), {}),
@@ -368,6 +372,16 @@ def load_config(path: str | Path, overrides: list[str] | None = None, registry=N
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     return resolve(cfg, lines, registry)
+
+
+def experiment_part(cfg: dict, drop: tuple[str, ...] = ()) -> dict:
+    """``cfg`` without :data:`RESOURCE_KEYS` and without the top-level keys ``drop``:
+    what makes two runs the same experiment (``drop=("seed",)``: the same arm)."""
+    out = {key: value for key, value in cfg.items() if key not in drop}
+    for section, key in RESOURCE_KEYS:
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k != key}
+    return out
 
 
 def dump(cfg: dict) -> str:

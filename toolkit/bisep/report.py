@@ -9,7 +9,14 @@ Reads what recipe stages 4-6 leave in each experiment folder ``<exp_dir>/<tag>/`
 - ``separated/separation.json`` and ``separated/items.jsonl``: the test manifest that was
   separated and the files of each item (for the data description and the spectrograms);
 - ``logs/metrics.csv``: training curves (``step``, ``train_loss``, ``val_loss``,
-  ``train/<term>``..., and ``val_si_sdr`` on a second axis when logged).
+  ``train/<term>``..., and ``val_si_sdr`` on a second axis when logged);
+- ``data.json`` (written by ``bisep train``): the data and plan folders it trained on and
+  the share of training clips whose stems (single-source audio) it read.
+
+Runs that differ only in their ``seed`` (same config otherwise, same data and plans) form
+one *arm*; arms with two or more seeds get mean ± standard deviation tables and the paper's
+ratios with their spread over seeds. When supervised or semi-supervised arms used
+different shares of single-source data, a second figure plots SDR against that share.
 
 The tables give, per experiment, the mean SDR, SIR, SAR, SDRi, SI-SDR, SNR and energy
 ratio over all test sources and per instrument, the unprocessed mixture as a baseline,
@@ -65,12 +72,38 @@ class Experiment:
     mode_origin: str
     summary: dict
     manifest: Path | None
+    config: dict | None = None
+    data: dict | None = None
 
     def stat(self, metric: str, source: str | None = None, key: str = "mean") -> float:
         """A statistic of ``summary.json`` (over all rows, or of one source); NaN if absent."""
         table = self.summary["metrics"] if source is None else self.summary["by_source"][source]
         value = table.get(metric, {}).get(key)
         return math.nan if value is None else float(value)  # "inf"/"nan" strings too
+
+    @property
+    def seed(self):
+        return (self.config or {}).get("seed")
+
+    @property
+    def stems_fraction(self) -> float | None:
+        """Share of the training clips whose stems training read (``data.json``); 0 for
+        the modes that read none, ``None`` when unrecorded."""
+        if self.data is not None and "stems_fraction" in self.data:
+            return float(self.data["stems_fraction"])
+        return 0.0 if self.mode in ("unsupervised", "weak") else None
+
+    @property
+    def arm_key(self) -> str:
+        """What the runs of one arm share: the config but its seed and resource keys
+        (:func:`bisep.config.experiment_part`), the data and the plans."""
+        if self.config is None:
+            return f"tag:{self.tag}"
+        from bisep.config import experiment_part
+
+        config = experiment_part(self.config, drop=("seed",))
+        data = {k: (self.data or {}).get(k) for k in ("data_dir", "dump_dir")}
+        return json.dumps([config, data], sort_keys=True, default=str)
 
     @property
     def sources(self) -> list[str]:
@@ -92,23 +125,42 @@ def mode_from_tag(tag: str) -> str | None:
                  if mode in words), None)
 
 
-def read_mode(path: Path, tag: str) -> tuple[str | None, str]:
-    """``(mode, origin)`` of experiment folder ``path`` (see the module docstring)."""
+def read_config(path: Path) -> dict | None:
+    """The training config of experiment folder ``path``, or ``None`` without one."""
     config = path / "config.yaml"
-    if config.is_file():
-        import yaml
+    if not config.is_file():
+        return None
+    import yaml
 
-        try:
-            data = yaml.safe_load(config.read_text())
-        except yaml.YAMLError as exc:
-            raise ReportError(f"{config}: not valid YAML ({exc}); re-run training (recipe "
-                              f"stage 4) or fix the file.") from None
-        mode = data.get("mode") if isinstance(data, dict) else None
-        if isinstance(mode, str) and mode.strip():
-            word = mode.strip().lower()
-            return _MODE_WORDS.get(word, word), "config.yaml"
+    try:
+        data = yaml.safe_load(config.read_text())
+    except yaml.YAMLError as exc:
+        raise ReportError(f"{config}: not valid YAML ({exc}); re-run training (recipe "
+                          f"stage 4) or fix the file.") from None
+    return data if isinstance(data, dict) else None
+
+
+def read_mode(config: dict | None, tag: str) -> tuple[str | None, str]:
+    """``(mode, origin)`` from a config's ``mode``, else from the tag."""
+    mode = (config or {}).get("mode")
+    if isinstance(mode, str) and mode.strip():
+        word = mode.strip().lower()
+        return _MODE_WORDS.get(word, word), "config.yaml"
     mode = mode_from_tag(tag)
     return mode, "tag" if mode else "unknown"
+
+
+def read_data_record(path: Path) -> dict | None:
+    """``data.json`` of experiment folder ``path`` (what it trained on), if written."""
+    record = path / "data.json"
+    if not record.is_file():
+        return None
+    try:
+        data = json.loads(record.read_text())
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{record}: not valid JSON ({exc.msg}, line {exc.lineno}); delete "
+                          f"it and re-run training (recipe stage 4) to write it again.") from None
+    return data if isinstance(data, dict) else None
 
 
 def load_experiment(path: Path) -> Experiment:
@@ -134,8 +186,10 @@ def load_experiment(path: Path) -> Experiment:
             manifest = Path(json.loads(record.read_text())["manifest"])
         except (json.JSONDecodeError, KeyError, TypeError):
             manifest = None  # only used to describe the data; the scores stand without it
-    mode, origin = read_mode(path, path.name)
-    return Experiment(path.name, path, mode, origin, summary, manifest)
+    config = read_config(path)
+    mode, origin = read_mode(config, path.name)
+    return Experiment(path.name, path, mode, origin, summary, manifest, config,
+                      read_data_record(path))
 
 
 def find_experiments(exp_dir: str | Path, tags: list[str] | None = None) -> list[Experiment]:
@@ -158,12 +212,13 @@ def find_experiments(exp_dir: str | Path, tags: list[str] | None = None) -> list
 
 # -- markdown -----------------------------------------------------------------------------
 def render_markdown(experiments: list[Experiment], figure: str | None = None,
-                    where: Path | None = None) -> str:
+                    where: Path | None = None, fraction_figure: str | None = None) -> str:
     """The text of ``RESULTS.md``.
 
     Args:
         experiments: what to report, in table order.
         figure: the figure's file name to embed, or ``None``.
+        fraction_figure: the SDR-against-share-of-stems figure to embed, or ``None``.
         where: the folder of ``RESULTS.md`` (paths are shown relative to it).
     """
     lines = ["# Results", "",
@@ -173,6 +228,17 @@ def render_markdown(experiments: list[Experiment], figure: str | None = None,
     lines += ["## Test data", "", *_data_lines(experiments, where), ""]
     lines += ["## Summary", "", *summary_table(experiments), ""]
     lines += ["## Paper headline ratios (mean SDR)", "", *ratio_table(experiments), ""]
+    arms = group_arms(experiments)
+    if any(len(arm.runs) > 1 for arm in arms):
+        lines += ["## Over seeds (mean ± standard deviation)", "",
+                  "Runs that differ only in their seed; the share of stems is the share of "
+                  "training clips whose single-source audio training read.", "",
+                  *seed_table(arms), "", *seed_ratio_table(arms), ""]
+    if fraction_arms(arms):
+        lines += ["## SDR against the share of single-source data", "", *fraction_table(arms),
+                  ""]
+        if fraction_figure:
+            lines += [f"![SDR against the share of stems]({fraction_figure})", ""]
     for exp in experiments:
         lines += [f"## Per instrument: {exp.tag}, mode {_mode_text(exp)}", "",
                   *instrument_table(exp), ""]
@@ -217,6 +283,98 @@ def ratio_table(experiments: list[Experiment]) -> list[str]:
             else:
                 rows.append([name, paper_text, f"{num / den:.3f}", basis])
     return _table(["ratio", "paper", "ours", "from"], rows, text_columns=1, text_last=True)
+
+
+@dataclass
+class Arm:
+    """Runs that differ only in their seed; ``name`` is the shortest of their tags."""
+
+    runs: list[Experiment]
+
+    @property
+    def name(self) -> str:
+        return min((e.tag for e in self.runs), key=lambda t: (len(t), t))
+
+    @property
+    def mode(self) -> str | None:
+        return self.runs[0].mode
+
+    @property
+    def stems_fraction(self) -> float | None:
+        return self.runs[0].stems_fraction
+
+    def values(self, metric: str) -> list[float]:
+        return [e.stat(metric) for e in self.runs]
+
+    def mean_sd(self, metric: str) -> tuple[float, float]:
+        """Mean and sample standard deviation over seeds (NaN sd for one seed)."""
+        values = self.values(metric)
+        mean = sum(values) / len(values)
+        if len(values) < 2:
+            return mean, math.nan
+        return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def group_arms(experiments: list[Experiment]) -> list[Arm]:
+    """The experiments grouped into arms (see :attr:`Experiment.arm_key`), in first-seen order."""
+    arms: dict[str, Arm] = {}
+    for exp in experiments:
+        arms.setdefault(exp.arm_key, Arm([])).runs.append(exp)
+    return list(arms.values())
+
+
+def seed_table(arms: list[Arm]) -> list[str]:
+    """Mean ± sample standard deviation over seeds, one row per arm with 2+ seeds."""
+    head = ["arm", "mode", "share of stems", "seeds", *(title for _, title in METRICS)]
+    rows = [[arm.name, arm.mode or "-", _share(arm.stems_fraction),
+             ", ".join(str(e.seed) for e in arm.runs),
+             *(_mean_sd(*arm.mean_sd(m)) for m, _ in METRICS)]
+            for arm in arms if len(arm.runs) > 1]
+    return _table(head, rows, text_columns=4)
+
+
+def seed_ratio_table(arms: list[Arm]) -> list[str]:
+    """The paper's ratios between arms with 2+ seeds: the ratio of the mean SDRs, and the
+    range of the per-seed ratios (runs paired by seed)."""
+    rows = []
+    multi = [arm for arm in arms if len(arm.runs) > 1]
+    for top, bottom, paper_text in PAPER_RATIOS:
+        for a in (arm for arm in multi if arm.mode == top):
+            for b in (arm for arm in multi if arm.mode == bottom):
+                num, den = a.mean_sd("sdr")[0], b.mean_sd("sdr")[0]
+                by_seed = {e.seed: e.stat("sdr") for e in b.runs}
+                paired = [e.stat("sdr") / by_seed[e.seed] for e in a.runs
+                          if by_seed.get(e.seed, 0) > 0]
+                ours = f"{num / den:.3f}" if den > 0 else "n/a"
+                spread = f"{min(paired):.3f} .. {max(paired):.3f}" if paired else "-"
+                rows.append([f"{top} / {bottom}", paper_text, ours, spread,
+                             f"{a.name} / {b.name} ({_share(b.stems_fraction)} of stems)"])
+    return _table(["ratio", "paper", "ours (ratio of means)", "per seed", "arms"], rows,
+                  text_columns=1, text_last=True)
+
+
+def fraction_arms(arms: list[Arm]) -> list[Arm]:
+    """Supervised and semi arms with a recorded share of stems, when the shares differ."""
+    chosen = [arm for arm in arms if arm.mode in ("supervised", "semi")
+              and arm.stems_fraction is not None]
+    return chosen if len({round(a.stems_fraction, 3) for a in chosen}) > 1 else []
+
+
+def fraction_table(arms: list[Arm]) -> list[str]:
+    """SDR against the share of training clips whose stems were used."""
+    points = sorted(fraction_arms(arms), key=lambda a: (a.mode, a.stems_fraction))
+    rows = [[arm.mode, arm.name, _share(arm.stems_fraction), str(len(arm.runs)),
+             _mean_sd(*arm.mean_sd("sdr")), _mean_sd(*arm.mean_sd("snr"))] for arm in points]
+    return _table(["mode", "arm", "share of stems", "seeds", "SDR", "SNR"], rows,
+                  text_columns=2)
+
+
+def _share(fraction: float | None) -> str:
+    return "?" if fraction is None else f"{100 * fraction:.0f}%"
+
+
+def _mean_sd(mean: float, sd: float) -> str:
+    return _db(mean) if math.isnan(sd) else f"{_db(mean)} ± {sd:.2f}"
 
 
 def instrument_table(exp: Experiment) -> list[str]:
@@ -345,6 +503,41 @@ def plot(experiments: list[Experiment], path: str | Path, n_items: int = 2) -> P
                  "recipe stage 5 to see spectrograms here")
     for c, exp in enumerate(experiments):
         _draw_curves(fig.add_subplot(grid[n_rows - 1, c]), exp)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def plot_fraction(arms: list[Arm], path: str | Path) -> Path:
+    """Write the figure of mean SDR (± sd over seeds) against the share of training clips
+    whose stems were used, one line per mode; weak and unsupervised arms (no stems) are
+    horizontal lines. Returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
+    points = fraction_arms(arms)
+    for mode in ("supervised", "semi"):
+        line = sorted((a for a in points if a.mode == mode), key=lambda a: a.stems_fraction)
+        if line:
+            stats = [a.mean_sd("sdr") for a in line]
+            ax.errorbar([100 * a.stems_fraction for a in line], [m for m, _ in stats],
+                        yerr=[0 if math.isnan(sd) else sd for _, sd in stats], marker="o",
+                        capsize=3, label=mode)
+    for arm in arms:
+        if arm.mode in ("weak", "unsupervised"):
+            mean, _ = arm.mean_sd("sdr")
+            ax.axhline(mean, linestyle="--", linewidth=1, color="grey" if arm.mode == "weak"
+                       else "black", label=f"{arm.name} (no stems)")
+    ax.set_xscale("log")
+    ax.set_xlabel("training clips whose stems were used (%)")
+    ax.set_ylabel("test SDR (dB)")
+    ax.legend(fontsize=7)
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=90, format="png")
@@ -498,12 +691,19 @@ def write_report(exp_dir: str | Path, out: str | Path, tags: list[str] | None = 
     """
 
     experiments = find_experiments(exp_dir, tags)
+    arms = group_arms(experiments)
     out = Path(out)
-    written = []
+    written, fraction_figure = [], None
     if figure is not None:
         written.append(plot(experiments, figure, n_items))
+        if fraction_arms(arms):
+            fraction_figure = Path(figure).with_name(Path(figure).stem + "_fraction.png")
+            written.append(plot_fraction(arms, fraction_figure))
     text = render_markdown(experiments, _shown(Path(figure), out.parent) if figure else None,
-                           where=out.parent)
+                           where=out.parent, fraction_figure=_shown(fraction_figure, out.parent)
+                           if fraction_figure else None)
     written.insert(0, write_text_atomic(out, text + "\n"))
-    headline = "\n".join([*summary_table(experiments), "", *ratio_table(experiments)])
-    return headline, written
+    headline = [*summary_table(experiments), "", *ratio_table(experiments)]
+    if any(len(arm.runs) > 1 for arm in arms):
+        headline += ["", *seed_table(arms), "", *seed_ratio_table(arms)]
+    return "\n".join(headline), written

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from bisep.audio import read
 from bisep.data.manifest import read_manifest
-from bisep.data.mom import MoMDataset, collate_mom
+from bisep.data.mom import MoMDataset, collate_mom, read_plan
 from bisep.data.prompts import phrase
 
 
@@ -97,6 +97,20 @@ class MoMDataModule(pl.LightningDataModule):
         self.valid_manifest = require(self.data_dir / "valid.jsonl", stage1)
         self.train_plan = require(self.dump_dir / "mom_train.jsonl", stage2)
         self.valid_plan = require(self.dump_dir / "mom_valid.jsonl", stage2)
+
+    def stem_usage(self) -> dict:
+        """What this run trains on: the data and plan folders, and how many training clips
+        have their stems (single-source audio) read, for reports that plot results against
+        the share of single-source data. ``sources="sup"`` reads the stems of the plan lines
+        marked ``sup``; ``"all"`` those of every line."""
+        clips = len(read_manifest(self.train_manifest, check_files=False))
+        reads = {"none": lambda line: False, "sup": lambda line: line["sup"],
+                 "all": lambda line: True}[self.sources]
+        with_stems = {part for line in read_plan(self.train_plan) if reads(line)
+                      for part in line["parts"]}
+        return {"data_dir": str(self.data_dir.resolve()), "dump_dir": str(self.dump_dir.resolve()),
+                "sources": self.sources, "train_clips": clips,
+                "clips_with_stems": len(with_stems), "stems_fraction": len(with_stems) / clips}
 
     def setup(self, stage: str | None = None) -> None:
         common = dict(num_phrases=self.conf["num_phrases"], sample_rate=self.sample_rate,

@@ -3,6 +3,7 @@
 An experiment folder holds::
 
     config.yaml             the resolved config (a re-run must match it to resume)
+    data.json               the data and plans it trains on, and its share of stems
     checkpoints/last.ckpt   the latest Lightning checkpoint (every N steps and at the end)
     checkpoints/step*.ckpt  the best ``save_top_k`` by ``trainer.monitor``
     logs/run<i>/metrics.csv each run's metrics (CSVLogger; a resumed run is a new run)
@@ -16,14 +17,16 @@ a killed run leaves the previous one intact. Lightning checkpoints are read with
 """
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
 
 import torch
+import yaml
 
 from bisep import checkpoint as ckpt_io
-from bisep.config import ConfigError, dump
+from bisep.config import ConfigError, dump, experiment_part
 from bisep.atomic import write_text_atomic
 from bisep.train.inputs import PHRASE_INPUTS, SOURCE_INPUTS, term_inputs
 
@@ -79,16 +82,21 @@ class _AtomicCheckpointIO:
 
 
 def prepare_exp_dir(exp_dir: Path, config: dict) -> Path | None:
-    """Write ``config.yaml``; return ``last.ckpt`` when there is a run to continue."""
+    """Write ``config.yaml``; return ``last.ckpt`` when there is a run to continue.
+
+    A run continues with other resource settings (:data:`bisep.config.RESOURCE_KEYS`, e.g.
+    ``trainer.num_threads``), never with another experiment.
+    """
     exp_dir.mkdir(parents=True, exist_ok=True)
     conf_path, last = exp_dir / "config.yaml", exp_dir / "checkpoints" / "last.ckpt"
-    text = dump(config)
     if last.exists():
-        if conf_path.exists() and conf_path.read_text() != text:
+        if conf_path.exists() and experiment_part(yaml.safe_load(conf_path.read_text())) != \
+                experiment_part(config):
             raise ConfigError(f"{exp_dir} holds a run of another config ({conf_path}); to keep "
                               f"it, train into another --exp-dir; to restart, delete {exp_dir}")
+        write_text_atomic(conf_path, dump(config))  # the resources this run uses
         return last
-    write_text_atomic(conf_path, text)
+    write_text_atomic(conf_path, dump(config))
     return None
 
 
@@ -115,6 +123,7 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
     data = MoMDataModule(data_dir, dump_dir, config["data"],
                          sources={"supervised": "all", "semi": "sup"}.get(config["mode"], "none"),
                          sample_rate=module.separator.sample_rate, seed=config["seed"])
+    write_text_atomic(exp_dir / "data.json", json.dumps(data.stem_usage(), indent=1) + "\n")
     monitor = trainer_conf["monitor"]
     ckpt_dir = exp_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:07d}", monitor=monitor,

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole reproduction experiment (conf/full.yaml, docs/results.md) after stages 1-3:
+#
+#   ./run.sh --stop_stage 3 && local/full.sh
+#
+# Steps: extra data sets (stage 1), extra plans (stage 2), every run's stages 4-6 in
+# --jobs parallel jobs, then stage 7 (exp/RESULTS.md). Each step and run resumes where it
+# stopped (run.sh's stages do), so a stopped experiment is finished by running this again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
+
+conf=conf/full.yaml     # the experiment list
+jobs=2                  # runs at a time
+threads=1               # CPU threads per run (trainer.num_threads)
+exp_dir=exp             # where every run's <tag>/ and RESULTS.md go
+python=python3          # the python that reads the list: the repo's .venv if there is one
+if [ -x ../../../.venv/bin/python ]; then python=../../../.venv/bin/python; fi
+
+help_message=$(cat << HELP
+Usage: $0 [options]    (after ./run.sh --stop_stage 3)
+  --conf     experiment list (default: ${conf})
+  --jobs     runs at a time (default: ${jobs})
+  --threads  CPU threads per run (default: ${threads})
+  --exp_dir  output folder (default: ${exp_dir})
+  --python   python that reads the list (default: ${python})
+HELP
+)
+. utils/parse_options.sh
+[ $# -eq 0 ] || { echo "$0: unexpected argument '$1' (see --help)" >&2; exit 1; }
+[[ ${jobs} =~ ^[1-9][0-9]*$ ]] || { echo "$0: --jobs takes a positive number" >&2; exit 1; }
+for needed in data/train.jsonl dump/mom_train.jsonl "${exp_dir}/mini_clap/mini_clap.pth"; do
+    [ -e "${needed}" ] || { echo "$0: ${needed} is missing: run ./run.sh --stop_stage 3" \
+                                 "first" >&2; exit 1; }
+done
+
+plan=$("${python}" local/full_plan.py --conf "${conf}" --threads "${threads}" \
+                                     --exp_dir "${exp_dir}")
+start=$(date +%s)
+while IFS=$'\t' read -r kind command; do
+    log "${kind}: ${command}"
+    bash -c "${command}" | tail -n 1
+done < <(grep -P '^(data|plan)\t' <<< "${plan}" || true)
+
+logs=${exp_dir}/full_logs
+mkdir -p "${logs}"
+runs=$(grep -P '^run\t' <<< "${plan}" | cut -f 2,3)
+log "$(wc -l <<< "${runs}") runs, ${jobs} at a time; logs in ${logs}/<tag>.log"
+status=0
+while IFS=$'\t' read -r tag command; do
+    printf '%s\n' "if ${command} > ${logs}/${tag}.log 2>&1; then echo '  done ${tag}'; else echo '  FAILED ${tag}: see ${logs}/${tag}.log'; exit 1; fi"
+done <<< "${runs}" | xargs -d '\n' -P "${jobs}" -n 1 bash -c || status=$?
+
+./run.sh --stage 7 --exp_dir "${exp_dir}" | tail -n 2
+log "finished in $(( ($(date +%s) - start) / 60 )) min"
+[ "${status}" -eq 0 ] || { echo "$0: some runs failed (listed above); fix and re-run" \
+                                 "$0 to continue" >&2; exit 1; }

@@ -1,0 +1,109 @@
+"""Expand conf/full.yaml into the run.sh command lines of local/full.sh, one per line.
+
+Each line is ``KIND<TAB>COMMAND``: ``data`` (stage 1 of an extra data set), ``plan``
+(stage 2 of an extra plan), ``run`` (stages 4-6 of one tag; the tag is the third field).
+Errors name the file and the key to fix, and exit with status 2.
+"""
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+
+RUN_KEYS = {"config", "plan", "suffix", "seeds"}
+MIX_OPTIONS = {"supervised_fraction", "sup_mom_fraction", "num_parts", "num_train_mom", "seed"}
+
+
+def fail(message: str) -> None:
+    print(f"local/full_plan.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def load(path: Path) -> dict:
+    try:
+        conf = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        fail(f"{path}: cannot be read ({exc.strerror}); give the experiment list with --conf")
+    except yaml.YAMLError as exc:
+        fail(f"{path}: not valid YAML ({exc})")
+    if not isinstance(conf, dict) or not isinstance(conf.get("runs"), list) or not conf["runs"]:
+        fail(f"{path}: needs a non-empty 'runs' list (see conf/full.yaml)")
+    seeds = conf.get("seeds", [1234])
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
+        fail(f"{path}: 'seeds' must be a non-empty list of integers, got {seeds!r}")
+    return conf
+
+
+def tag_of(config: str, suffix: str) -> str:
+    return Path(config).stem.removeprefix("train_") + suffix
+
+
+def commands(conf: dict, path: Path, run_sh: str, threads: int, exp_dir: str) -> list[str]:
+    data_sets = conf.get("data") or {}
+    plans = conf.get("plans") or {}
+    lines = []
+    for folder, data_config in data_sets.items():
+        if not Path(data_config).is_file():
+            fail(f"{path}: data.{folder}: no such data config {data_config}")
+        lines.append("data\t" + shlex.join([run_sh, "--stage", "1", "--stop_stage", "1",
+                                            "--data_config", data_config, "--data_dir", folder]))
+    for folder, options in plans.items():
+        options = dict(options or {})
+        data = options.pop("data", "data")
+        if data != "data" and data not in data_sets:
+            fail(f"{path}: plans.{folder}.data is '{data}', which is neither data nor a key of "
+                 f"'data'")
+        unknown = set(options) - MIX_OPTIONS
+        if unknown:
+            fail(f"{path}: plans.{folder}: unknown option(s) {', '.join(sorted(unknown))}; "
+                 f"known: data, {', '.join(sorted(MIX_OPTIONS))}")
+        fraction = options.pop("supervised_fraction", 0.05)
+        mix_args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
+        lines.append("plan\t" + shlex.join([run_sh, "--stage", "2", "--stop_stage", "2",
+                                            "--data_dir", data, "--dump_dir", folder,
+                                            "--supervised_fraction", str(fraction),
+                                            "--mix_args", mix_args]))
+    seen = set()
+    for number, run in enumerate(conf["runs"], 1):
+        where = f"{path}: runs[{number}]"
+        if not isinstance(run, dict) or "config" not in run:
+            fail(f"{where}: each run is a mapping with at least 'config', got {run!r}")
+        unknown = set(run) - RUN_KEYS
+        if unknown:
+            fail(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: "
+                 f"{', '.join(sorted(RUN_KEYS))}")
+        if not Path(run["config"]).is_file():
+            fail(f"{where}: no such training config {run['config']}")
+        plan = run.get("plan", "dump")
+        if plan != "dump" and plan not in plans:
+            fail(f"{where}: plan '{plan}' is neither dump nor a key of 'plans'")
+        data = (plans.get(plan) or {}).get("data", "data")
+        seeds = run.get("seeds", conf.get("seeds", [1234]))
+        for index, seed in enumerate(seeds):
+            suffix = run.get("suffix", "") + ("" if index == 0 else f"_s{seed}")
+            tag = tag_of(run["config"], suffix)
+            if tag in seen:
+                fail(f"{where}: tag '{tag}' is used twice; give the run a 'suffix'")
+            seen.add(tag)
+            lines.append(f"run\t{tag}\t" + shlex.join([
+                run_sh, "--stage", "4", "--stop_stage", "6", "--data_dir", data,
+                "--dump_dir", plan, "--exp_dir", exp_dir, "--train_configs", run["config"],
+                "--tag_suffix", suffix,
+                "--train_args", f"seed={seed} trainer.num_threads={threads}"]))
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--conf", type=Path, required=True)
+    parser.add_argument("--run_sh", default="./run.sh")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--exp_dir", default="exp")
+    args = parser.parse_args()
+    print("\n".join(commands(load(args.conf), args.conf, args.run_sh, args.threads,
+                             args.exp_dir)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""local/full.sh: the whole experiment list of a recipe, run for real on tiny configs.
+
+A copy of egs/synth_music/bimodal (its scripts, with tests/recipe_tiny's configs) in a
+temporary repo tree that links to the real recipes/ and .venv; full.sh expands a small
+experiment list (two seeds of one arm, an arm on a second plan), runs them two at a time
+through the shared stages, and writes a report with the seed and share-of-stems tables.
+"""
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+RECIPE = REPO / "egs" / "synth_music" / "bimodal"
+TINY = REPO / "tests" / "recipe_tiny"
+
+
+def sh(cwd, *cmd, check=True):
+    out = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True,
+                         timeout=900, env={**os.environ, "LC_ALL": "C"})
+    if check:
+        assert out.returncode == 0, f"{cmd}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    root = tmp_path_factory.mktemp("repo")
+    (root / "recipes").symlink_to(REPO / "recipes")
+    (root / ".venv").symlink_to(REPO / ".venv")
+    folder = root / "egs" / "synth_music" / "bimodal"
+    (folder / "conf").mkdir(parents=True)
+    shutil.copytree(RECIPE / "local", folder / "local")
+    shutil.copy(RECIPE / "run.sh", folder)
+    (folder / "utils").symlink_to(REPO / "recipes" / "utils")
+    shutil.copy(TINY / "data.yaml", folder / "conf" / "data.yaml")
+    shutil.copy(TINY / "mini_clap.yaml", folder / "conf" / "mini_clap.yaml")
+    shutil.copy(TINY / "train_weak.yaml", folder / "conf" / "train_weak.yaml")
+    semi = yaml.safe_load((TINY / "train_semi.yaml").read_text())
+    (folder / "conf" / "train_semi.yaml").write_text(yaml.safe_dump(semi))
+    (folder / "conf" / "full.yaml").write_text(yaml.safe_dump({
+        "seeds": [7, 8],
+        "plans": {"dump_f50": {"data": "data", "supervised_fraction": 0.5}},
+        "runs": [{"config": "conf/train_weak.yaml"},
+                 {"config": "conf/train_semi.yaml", "plan": "dump_f50", "suffix": "_f50",
+                  "seeds": [7]}]}))
+    sh(folder, "./run.sh", "--stop_stage", "3", "--supervised_fraction", "0.5")
+    return folder
+
+
+def test_full_runs_every_arm_and_seed_and_reports_them(recipe):
+    out = sh(recipe, "local/full.sh", "--jobs", "2")
+    exp = recipe / "exp"
+    for tag in ("weak", "weak_s8", "semi_f50"):
+        assert (exp / tag / "scores" / "summary.json").is_file(), out.stdout
+        assert f"done {tag}" in out.stdout
+        assert (exp / "full_logs" / f"{tag}.log").is_file()
+    assert yaml.safe_load((exp / "weak_s8" / "config.yaml").read_text())["seed"] == 8
+    assert "dump_f50" in (exp / "semi_f50" / "data.json").read_text()
+    results = (exp / "RESULTS.md").read_text()
+    assert "## Over seeds" in results and "| weak | weak | 0% | 7, 8 |" in results
+    # A second call finds every run finished: nothing is trained again.
+    before = (exp / "weak" / "model.pth").stat().st_mtime_ns
+    again = sh(recipe, "local/full.sh", "--jobs", "2")
+    assert "done weak_s8" in again.stdout
+    assert "resuming from step 4" in (exp / "full_logs" / "weak.log").read_text()
+    assert (exp / "weak" / "model.pth").stat().st_mtime_ns >= before
+
+
+def test_full_list_errors_name_the_file_and_key(recipe, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("runs:\n  - {config: conf/train_weak.yaml, plan: nowhere}\n")
+    out = sh(recipe, "local/full.sh", "--conf", bad, check=False)
+    assert out.returncode != 0
+    assert f"{bad}: runs[1]: plan 'nowhere' is neither dump nor a key of 'plans'" in out.stderr
+    bad.write_text("runs:\n  - {config: conf/train_weak.yaml, sed: [1]}\n")
+    out = sh(recipe, "local/full.sh", "--conf", bad, check=False)
+    assert "unknown key(s) sed" in out.stderr
+    out = sh(recipe, "local/full.sh", "--exp_dir", tmp_path / "empty", check=False)
+    assert out.returncode == 1 and "mini_clap.pth is missing: run ./run.sh --stop_stage 3" \
+        in out.stderr
+    assert "--jobs" in sh(recipe, "local/full.sh", "--help", check=False).stdout
