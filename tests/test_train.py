@@ -179,3 +179,29 @@ def test_a_corrupt_last_checkpoint_is_a_clear_error(corpus, tmp_path):
     out = train(corpus, exp, "train_weak.yaml", "trainer.max_steps=2", check=False)
     assert out.returncode == 2
     assert "last.ckpt" in out.stderr and "cannot be read" in out.stderr
+
+
+def test_semi_steps_reuse_the_phrase_outputs_for_the_sources(corpus):
+    # Source slots are queried with the phrase in the same slot, so the source masks and
+    # estimates are the phrase ones: computed once, equal to computing them again.
+    from bisep.config import load_config
+    from bisep.data.mom import MoMDataset, collate_mom
+    from bisep.train.inputs import StepInputs
+    from bisep.train.module import SeparationModule
+
+    config = load_config(TINY / "train_semi.yaml")
+    module = SeparationModule(config)
+    data = MoMDataset(corpus / "dump" / "mom_train.jsonl", corpus / "data" / "train.jsonl",
+                      num_phrases=4, load_sources=True)
+    lines = [i for i, line in enumerate(data.plan) if line["sup"]][:1] + \
+        [i for i, line in enumerate(data.plan) if not line["sup"]][:1]
+    batch = collate_mom([data[i] for i in lines])
+    inputs = StepInputs(module.separator, module.conditioner, module.embed_prompts, batch)
+    with torch.no_grad():
+        masks, estimates = inputs["source_masks"], inputs["source_estimates"]
+        assert inputs._cache["phrase_masks"].data_ptr() == masks.data_ptr()
+        again = inputs._masks(batch["source_prompts"])
+        synthesized = module.separator.synthesize(inputs["spec"][0], again,
+                                                  batch["mom"].shape[-1])
+    torch.testing.assert_close(masks, again)
+    torch.testing.assert_close(estimates, synthesized)

@@ -37,7 +37,7 @@ PROVIDED: dict[str, str] = {
 # The inputs that need single-source audio: a mode that has none must not ask for them.
 SOURCE_INPUTS = frozenset({"source_masks", "source_mags", "source_estimates", "source_wavs"})
 # Shared steps several inputs are computed from.
-INTERMEDIATE = frozenset({"spec", "features", "phrase_conditioning"})
+INTERMEDIATE = frozenset({"spec", "features", "phrase_conditioning", "phrase_wavs"})
 PHRASE_INPUTS = frozenset({"phrase_masks", "phrase_audio_emb", "phrase_text_emb"})
 
 
@@ -159,12 +159,25 @@ class StepInputs:
         emb = self["phrase_conditioning"].embedding
         return emb.reshape(len(phrases), len(phrases[0]), len(phrases[0][0]), -1)
 
+    def _phrase_wavs(self):
+        """The separated phrase outputs ``(B, N·K, L)``."""
+        masks = self["phrase_masks"]
+        b, n, k = masks.shape[:3]
+        return self.separator.synthesize(self["spec"][0],
+                                         masks.reshape(b, n * k, *masks.shape[3:]),
+                                         self.batch["mom"].shape[-1])
+
+    def _sources_are_phrases(self) -> bool:
+        # The collated batch queries every source slot with the phrase in the same slot
+        # (bisep.data.mom.collate_mom); then the source masks and estimates are the phrase
+        # ones, and a semi-supervised step need not predict and synthesize them twice.
+        flat = [[p for mix in item for p in mix] for item in self.batch["phrases"]]
+        return self.batch.get("source_prompts") == flat
+
     def _phrase_audio_emb(self):
         masks = self["phrase_masks"]
         b, n, k = masks.shape[:3]
-        wavs = self.separator.synthesize(self["spec"][0], masks.reshape(b, n * k, *masks.shape[3:]),
-                                         self.batch["mom"].shape[-1])
-        wavs = _resample(wavs.reshape(b * n * k, -1), self.separator.sample_rate,
+        wavs = _resample(self["phrase_wavs"].reshape(b * n * k, -1), self.separator.sample_rate,
                          self.conditioner.sample_rate)
         # Repeated phrases (padding up to K) carry no information: embed the first copies only.
         valid = self["phrase_valid"].reshape(-1)
@@ -176,6 +189,9 @@ class StepInputs:
         return self.conditioner.logit_scale
 
     def _source_masks(self):
+        if self._sources_are_phrases():
+            masks = self["phrase_masks"]
+            return masks.reshape(masks.shape[0], -1, *masks.shape[3:])
         return self._masks(self.batch["source_prompts"])
 
     def _source_mags(self):
@@ -185,6 +201,8 @@ class StepInputs:
         return self.batch["source_valid"]
 
     def _source_estimates(self):
+        if self._sources_are_phrases():
+            return self["phrase_wavs"]
         return self.separator.synthesize(self["spec"][0], self["source_masks"],
                                          self.batch["mom"].shape[-1])
 
