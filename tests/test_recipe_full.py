@@ -2,9 +2,10 @@
 
 A copy of egs/synth_music/bimodal (its scripts, with tests/recipe_tiny's configs) in a
 temporary repo tree that links to the real recipes/ and .venv; full.sh expands a small
-experiment list (two seeds of one arm, an arm on a second plan), runs them two at a time
-through the shared stages, and writes a report with the seed and share-of-stems tables.
+experiment list (two seeds of one arm, an arm on a second plan, an out-of-domain test set),
+runs them two at a time through the shared stages, and writes the reports.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -37,13 +38,18 @@ def recipe(tmp_path_factory):
     shutil.copy(RECIPE / "run.sh", folder)
     (folder / "utils").symlink_to(REPO / "recipes" / "utils")
     shutil.copy(TINY / "data.yaml", folder / "conf" / "data.yaml")
+    ood = yaml.safe_load((TINY / "data.yaml").read_text())
+    ood.update(seed=5, num_clap_singles=0, num_clap_mixtures=0, num_train=0, num_valid=0)
+    (folder / "conf" / "data_ood.yaml").write_text(yaml.safe_dump(ood))
     shutil.copy(TINY / "mini_clap.yaml", folder / "conf" / "mini_clap.yaml")
     shutil.copy(TINY / "train_weak.yaml", folder / "conf" / "train_weak.yaml")
     semi = yaml.safe_load((TINY / "train_semi.yaml").read_text())
     (folder / "conf" / "train_semi.yaml").write_text(yaml.safe_dump(semi))
     (folder / "conf" / "full.yaml").write_text(yaml.safe_dump({
         "seeds": [7, 8],
+        "data": {"data_ood": "conf/data_ood.yaml"},
         "plans": {"dump_f50": {"data": "data", "supervised_fraction": 0.5}},
+        "out_of_domain": {"data": "data_ood", "exp_dir": "exp_ood"},
         "runs": [{"config": "conf/train_weak.yaml"},
                  {"config": "conf/train_semi.yaml", "plan": "dump_f50", "suffix": "_f50",
                   "seeds": [7]}]}))
@@ -62,6 +68,13 @@ def test_full_runs_every_arm_and_seed_and_reports_them(recipe):
     assert "dump_f50" in (exp / "semi_f50" / "data.json").read_text()
     results = (exp / "RESULTS.md").read_text()
     assert "## Over seeds" in results and "| weak | weak | 0% | 7, 8 |" in results
+    # Every model also separated and scored the out-of-domain test set, reported apart.
+    for tag in ("weak", "weak_s8", "semi_f50"):
+        assert f"done {tag} (out of domain)" in out.stdout
+        ood = json.loads((recipe / "exp_ood" / tag / "scores" / "summary.json").read_text())
+        assert ood["items"]["scored"] == 8
+        assert (recipe / "exp_ood" / tag / "model.pth").resolve() == exp / tag / "model.pth"
+    assert "data_ood/test.jsonl" in (recipe / "exp_ood" / "RESULTS.md").read_text()
     # A second call finds every run finished: nothing is trained again.
     before = (exp / "weak" / "model.pth").stat().st_mtime_ns
     again = sh(recipe, "local/full.sh", "--jobs", "2")

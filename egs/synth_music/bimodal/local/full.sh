@@ -4,8 +4,10 @@
 #   ./run.sh --stop_stage 3 && local/full.sh
 #
 # Steps: extra data sets (stage 1), extra plans (stage 2), every run's stages 4-6 in
-# --jobs parallel jobs, then stage 7 (exp/RESULTS.md). Each step and run resumes where it
-# stopped (run.sh's stages do), so a stopped experiment is finished by running this again.
+# --jobs parallel jobs, then stage 7 (exp/RESULTS.md); with out_of_domain in the list,
+# every model also separates and scores that test set (stages 5-6, --jobs at a time) and
+# stage 7 reports them. Each step and run resumes where it stopped (run.sh's stages do),
+# so a stopped experiment is finished by running this again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,6 +55,24 @@ while IFS=$'\t' read -r tag command; do
 done <<< "${runs}" | xargs -d '\n' -P "${jobs}" -n 1 bash -c || status=$?
 
 ./run.sh --stage 7 --exp_dir "${exp_dir}" | tail -n 2
+
+# Out of domain: each finished model is linked into the other exp folder with what the
+# report reads, then separates and scores that folder's test set.
+ood_exp=$(grep -P '^ood_report\t' <<< "${plan}" | cut -f 2 || true)
+if [ -n "${ood_exp}" ]; then
+    log "out of domain: every model on $(grep -P '^ood\t' <<< "${plan}" | head -n 1 \
+        | grep -oP -- '--data_dir \S+'), into ${ood_exp}/"
+    while IFS=$'\t' read -r tag command; do
+        [ -f "${exp_dir}/${tag}/model.pth" ] || continue   # its training failed (above)
+        mkdir -p "${ood_exp}/${tag}"
+        for file in model.pth config.yaml data.json; do
+            ln -sfn "$(cd "${exp_dir}/${tag}" && pwd)/${file}" "${ood_exp}/${tag}/${file}"
+        done
+        printf '%s\n' "if ${command} > ${logs}/${tag}.ood.log 2>&1; then echo '  done ${tag} (out of domain)'; else echo '  FAILED ${tag} out of domain: see ${logs}/${tag}.ood.log'; exit 1; fi"
+    done < <(grep -P '^ood\t' <<< "${plan}" | cut -f 2,3) \
+        | xargs -d '\n' -P "${jobs}" -n 1 bash -c || status=$?
+    ./run.sh --stage 7 --exp_dir "${ood_exp}" | tail -n 2
+fi
 log "finished in $(( ($(date +%s) - start) / 60 )) min"
 [ "${status}" -eq 0 ] || { echo "$0: some runs failed (listed above); fix and re-run" \
                                  "$0 to continue" >&2; exit 1; }

@@ -1,7 +1,9 @@
 """Expand conf/full.yaml into the run.sh command lines of local/full.sh, one per line.
 
 Each line is ``KIND<TAB>COMMAND``: ``data`` (stage 1 of an extra data set), ``plan``
-(stage 2 of an extra plan), ``run`` (stages 4-6 of one tag; the tag is the third field).
+(stage 2 of an extra plan), ``run`` (stages 4-6 of one tag) and ``ood`` (stages 5-6 of that
+tag's model on the out-of-domain test set); ``run`` and ``ood`` lines have the tag as their
+second field.
 Errors name the file and the key to fix, and exit with status 2.
 """
 import argparse
@@ -64,6 +66,11 @@ def commands(conf: dict, path: Path, run_sh: str, threads: int, exp_dir: str) ->
                                             "--data_dir", data, "--dump_dir", folder,
                                             "--supervised_fraction", str(fraction),
                                             "--mix_args", mix_args]))
+    ood = conf.get("out_of_domain")
+    if ood is not None:
+        if not (isinstance(ood, dict) and ood.get("data") in data_sets and ood.get("exp_dir")):
+            fail(f"{path}: out_of_domain needs 'data' (a key of 'data') and 'exp_dir', got "
+                 f"{ood!r}")
     seen = set()
     for number, run in enumerate(conf["runs"], 1):
         where = f"{path}: runs[{number}]"
@@ -91,6 +98,13 @@ def commands(conf: dict, path: Path, run_sh: str, threads: int, exp_dir: str) ->
                 "--dump_dir", plan, "--exp_dir", exp_dir, "--train_configs", run["config"],
                 "--tag_suffix", suffix,
                 "--train_args", f"seed={seed} trainer.num_threads={threads}"]))
+            if ood is not None:
+                lines.append(f"ood\t{tag}\t" + shlex.join([
+                    run_sh, "--stage", "5", "--stop_stage", "6", "--data_dir", ood["data"],
+                    "--exp_dir", ood["exp_dir"], "--train_configs", run["config"],
+                    "--tag_suffix", suffix]))
+    if ood is not None:
+        lines.append(f"ood_report\t{ood['exp_dir']}")
     return lines
 
 
