@@ -37,11 +37,12 @@ stop_stage=10000        # last stage to run
 python=python3          # the python that runs `-m bisep`: the repo's .venv if there is one
 if [ -x "${_repo_root}/.venv/bin/python" ]; then python=${_repo_root}/.venv/bin/python; fi
 data_config=conf/data.yaml          # stage 1: the data config given to local/data.sh ("" = none)
+local_data_opts=""                  # stage 1: more options for local/data.sh ("--root /data/x")
 supervised_fraction=0.05            # stage 2: share of train clips with stems for semi/sup modes
 mix_args=""                         # stage 2: more arguments for `bisep mix`
 clap_config=conf/mini_clap.yaml     # stage 3: mini_clap training config ("" = built-in defaults)
 clap_args=""                        # stage 3: KEY=VALUE overrides for `bisep train-clap`
-clap_checkpoint=""                  # stage 4: a trained mini_clap checkpoint; "" = stage 3's
+clap_checkpoint=""                  # stage 4: the query encoder's checkpoint; "" = stage 3's
 train_configs=""                    # stages 4-6: training configs, space-separated
 train_args=""                       # stage 4: KEY=VALUE overrides for every `bisep train`
 tag_suffix=""                       # stages 4-6: appended to every experiment tag
@@ -65,6 +66,9 @@ Options (--name value, --name=value; - and _ are the same):
   --python               python that runs bisep (default: ${python})
   --data_config          stage 1: data config for local/data.sh, "" for none
                          (default: ${data_config})
+  --local_data_opts      stage 1: more options for local/data.sh, e.g. "--root
+                         /data/MUSIC --nj 8" (local/data.sh --help lists them)
+                         (default: "${local_data_opts}")
   --supervised_fraction  stage 2: share of training clips whose stems the semi and
                          supervised modes may use (default: ${supervised_fraction})
   --mix_args             stage 2: more arguments for bisep mix (default: "${mix_args}")
@@ -72,8 +76,9 @@ Options (--name value, --name=value; - and _ are the same):
                          defaults (default: ${clap_config})
   --clap_args            stage 3: KEY=VALUE overrides for bisep train-clap
                          (default: "${clap_args}")
-  --clap_checkpoint      stage 4: a trained mini_clap checkpoint; when given, stage 3 is
-                         skipped (default: "${clap_checkpoint}", i.e.
+  --clap_checkpoint      stage 4: the query encoder's checkpoint: a trained mini_clap, or
+                         the LAION-CLAP .pt of a laion_clap config; when given, stage 3
+                         is skipped (default: "${clap_checkpoint}", i.e.
                          \${exp_dir}/mini_clap/mini_clap.pth from stage 3)
   --train_configs        stages 4-6: training configs, space-separated; the tag of each is
                          its file name without .yaml and a train_ prefix
@@ -118,6 +123,7 @@ export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TRANSFORMERS_OFFLINE=${TRANSFORMERS_O
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 bisep=("${python}" -m bisep)
+read -r -a local_data_extra <<< "${local_data_opts}"
 read -r -a mix_extra <<< "${mix_args}"
 read -r -a clap_extra <<< "${clap_args}"
 read -r -a train_extra <<< "${train_args}"
@@ -195,7 +201,8 @@ if runs 1; then
                                  "recipe's data preparation."
     if [ -n "${data_config}" ]; then need_file 1 data_config "${data_config}"; fi
     write_resume 1 "${exp_dir}"
-    local/data.sh --python "${python}" --data_config "${data_config}" --data_dir "${data_dir}"
+    local/data.sh --python "${python}" --data_config "${data_config}" --data_dir "${data_dir}" \
+        ${local_data_extra[@]+"${local_data_extra[@]}"}
 fi
 
 if runs 2; then
@@ -211,6 +218,18 @@ if runs 3; then
         log "Stage 3: skipped: --clap_checkpoint ${clap_checkpoint} is used"
     else
         log "Stage 3: mini_clap training: ${data_dir} -> ${exp_dir}/mini_clap"
+        # Stage 1 has run (train.jsonl is there) but wrote no clap_pool.jsonl: the data set
+        # (MUSIC, VGGSound, AudioCaps) has no clips for mini_clap, so re-running stage 1
+        # cannot help; a trained query encoder can.
+        if [ -e "${data_dir}/train.jsonl" ] && [ ! -e "${data_dir}/clap_pool.jsonl" ]; then
+            fail "stage 3 trains mini_clap on ${data_dir}/clap_pool.jsonl, which this data" \
+                 "set does not prepare (its stage 1 wrote ${data_dir}/train.jsonl but no" \
+                 "clap_pool.jsonl). Give --clap_checkpoint to skip stage 3, e.g. the paper's" \
+                 "LAION-CLAP music_audioset_epoch_15_esc_90.14.pt (from" \
+                 "https://huggingface.co/lukewys/laion_clap, copied to this machine): add" \
+                 "--clap_checkpoint /path/to/music_audioset_epoch_15_esc_90.14.pt --stage 3" \
+                 "to the command line."
+        fi
         need 3 "${data_dir}/clap_pool.jsonl" 1 "mini_clap's training clips"
         need 3 "${data_dir}/clap_heldout.jsonl" 1 "mini_clap's evaluation clips"
         clap_opts=()

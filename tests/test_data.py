@@ -340,6 +340,50 @@ def test_no_stem_is_opened_without_load_sources(tiny, plan, monkeypatch, tmp_pat
     assert all(ds[i]["mom"].shape == (16000,) for i in range(len(ds)))
 
 
+def test_without_cache_nothing_is_kept(tiny, plan, monkeypatch, tmp_path):
+    # cache=False (data.cache_audio: false, for corpora larger than RAM): the same items,
+    # every file read again for each item, no decoded audio held between items.
+    opened = []
+    real_read = mom_module.read_clip
+
+    def spy(path, sample_rate):
+        opened.append(path)
+        return real_read(path, sample_rate)
+
+    cached = MoMDataset(plan, tiny / "train.jsonl", load_sources=True)
+    expected_items = [cached[index] for index in range(len(cached))]
+    monkeypatch.setattr(mom_module, "read_clip", spy)
+    ds = MoMDataset(plan, tiny / "train.jsonl", load_sources=True, cache=False)
+    reads = []
+    for index, expected in enumerate(expected_items):
+        before = len(opened)
+        item = ds[index]
+        reads.append(opened[before:])
+        assert reads[-1] and ds._cache == {}
+        for key in ("mom", "mixtures", "sources"):
+            assert (key in item) == (key in expected)
+            if key in item:
+                torch.testing.assert_close(item[key], expected[key], rtol=0, atol=0)
+    before = len(opened)
+    ds[0]
+    assert opened[before:] == reads[0] and ds._cache == {}
+    # The training config's data.cache_audio (default true) reaches both training datasets.
+    from bisep.config import DATA_KEYS
+    from bisep.train.datamodule import MoMDataModule
+
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    shutil.copy(plan, dump / "mom_train.jsonl")
+    valid, _ = make_mom_plan(read_manifest(tiny / "valid.jsonl"), 2, seed=0)
+    write_plan(dump / "mom_valid.jsonl", valid)
+    conf = {key: default for key, (_, default) in DATA_KEYS.items()}
+    for cache in (True, False):
+        module = MoMDataModule(tiny, dump, {**conf, "cache_audio": cache}, "none", 16000)
+        module.setup()
+        assert module.train_set.cache is cache and module.valid_set.cache is cache
+    assert conf["cache_audio"] is True
+
+
 def test_num_phrases_too_small_is_reported(tiny, plan):
     with pytest.raises(DataError, match="raise num_phrases"):
         MoMDataset(plan, tiny / "train.jsonl", num_phrases=1)

@@ -124,8 +124,7 @@ def test_option_spellings(fake):
 
 @pytest.mark.parametrize("stage, present, missing, fix", [
     (2, [], "data/train.jsonl (the training manifest)", "Run stage 1 first"),
-    (3, ["data/train.jsonl"], "data/clap_pool.jsonl (mini_clap's training clips)",
-     "Run stage 1 first"),
+    (3, [], "data/clap_pool.jsonl (mini_clap's training clips)", "Run stage 1 first"),
     (4, ["data/train.jsonl", "data/valid.jsonl"],
      "dump/mom_train.jsonl (the training mixture-of-mixtures plan)", "Run stage 2 first"),
     (4, ["data/train.jsonl", "data/valid.jsonl", "dump/mom_train.jsonl", "dump/mom_valid.jsonl"],
@@ -143,6 +142,21 @@ def test_missing_prerequisite_names_stage_file_and_fix(fake, stage, present, mis
     assert out.returncode == 1, out.stdout
     assert f"ERROR: stage {stage} needs {root / missing}, which does not exist. {fix}: add " \
            f"--stage {int(fix.split()[2])} to the command line" in out.stderr
+    assert fake["calls"]() == []
+
+
+def test_stage_3_on_data_without_mini_clap_clips_asks_for_a_checkpoint(fake):
+    # Stage 1 has run (train.jsonl) but wrote no clap_pool.jsonl, as for MUSIC, VGGSound and
+    # AudioCaps: running stage 1 again cannot help, a trained query encoder can.
+    touch(fake["data"] / "train.jsonl", fake["data"] / "valid.jsonl")
+    out = run_recipe(*options(fake, "--stage", 3, "--stop_stage", 3))
+    assert out.returncode == 1, out.stdout
+    message = " ".join(out.stderr.split())
+    assert f"ERROR: stage 3 trains mini_clap on {fake['data']}/clap_pool.jsonl, which this " \
+           f"data set does not prepare" in message
+    assert "Give --clap_checkpoint to skip stage 3, e.g. the paper's LAION-CLAP " \
+           "music_audioset_epoch_15_esc_90.14.pt" in message
+    assert "Run stage 1 first" not in message
     assert fake["calls"]() == []
 
 

@@ -205,3 +205,40 @@ def test_semi_steps_reuse_the_phrase_outputs_for_the_sources(corpus):
                                                   batch["mom"].shape[-1])
     torch.testing.assert_close(masks, again)
     torch.testing.assert_close(estimates, synthesized)
+
+
+def test_reference_set_queries_each_reference_with_its_items_phrase(tmp_path):
+    # Validation scores the queries stage 5 uses: an item's own phrases (AudioCaps: the
+    # clips' captions), else the labels' default phrases. The phrases follow the order of
+    # "labels", the references the sorted one: each reference must get its own phrase.
+    import numpy as np
+    import soundfile as sf
+
+    from bisep.data.manifest import write_manifest
+    from bisep.data.prompts import phrase
+    from bisep.train.datamodule import ReferenceSet
+
+    rate, rng = 8000, np.random.default_rng(0)
+
+    def item(name, labels, **extra):
+        stems = {}
+        for label in labels:
+            stems[label] = tmp_path / f"{name}_{label}.wav"
+            sf.write(stems[label], rng.uniform(-0.3, 0.3, 800).astype(np.float32), rate,
+                     subtype="FLOAT")
+        audio = tmp_path / f"{name}.wav"
+        sf.write(audio, sum(sf.read(path, dtype="float32")[0] for path in stems.values()),
+                 rate, subtype="FLOAT")
+        return {"id": name, "audio": str(audio), "labels": labels, "duration": 0.1,
+                "stems": {label: str(path) for label, path in stems.items()}, **extra}
+
+    write_manifest(tmp_path / "valid.jsonl", [
+        item("caps", ["zz_clip", "aa_clip"], phrases=["A zebra neighs", "An aardvark digs"]),
+        item("music", ["violin", "cello"])])
+    references = ReferenceSet(tmp_path / "valid.jsonl", rate)
+    caps, music = references[0], references[1]
+    assert caps["prompts"] == ["An aardvark digs", "A zebra neighs"]
+    for row, label in enumerate(["aa_clip", "zz_clip"]):
+        expected = sf.read(tmp_path / f"caps_{label}.wav", dtype="float32")[0]
+        torch.testing.assert_close(caps["references"][row], torch.from_numpy(expected))
+    assert music["prompts"] == [phrase("cello"), phrase("violin")]

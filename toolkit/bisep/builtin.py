@@ -24,7 +24,12 @@ LOSSES = {
     "neg_sdr": "bisep.losses.sdr:NegSDRLoss",
 }
 
-DATASETS = {"synth_music": "bisep.data.synth_music:SynthMusic"}
+DATASETS = {
+    "synth_music": "bisep.data.synth_music:SynthMusic",
+    "music": "bisep.data.music:Music",
+    "vggsound": "bisep.data.vggsound:VGGSound",
+    "audiocaps": "bisep.data.audiocaps:AudioCaps",
+}
 
 
 @hookimpl

@@ -56,6 +56,9 @@ MODES = ("unsupervised", "weak", "supervised", "semi")
 DATA_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "batch_size": ((int,), 8),
     "num_workers": ((int,), 0),
+    # Keep decoded training clips in RAM (about 260 kB per 8 s clip): false for corpora
+    # whose clips do not fit (VGGSound: ~40 GB), which are then read from disk each time.
+    "cache_audio": ((bool,), True),
     "num_phrases": ((int,), 4),
     "valid_batch_size": ((int,), 16),
     "max_valid_items": ((int, type(None)), None),
@@ -80,7 +83,7 @@ TRAINER_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
 SECTIONS = {"data": DATA_KEYS, "trainer": TRAINER_KEYS}
 # Keys that say how a run uses the machine, not what it computes: a run may resume with
 # other values, and runs that differ only in them are the same experiment.
-RESOURCE_KEYS = (("data", "num_workers"), ("trainer", "num_threads"),
+RESOURCE_KEYS = (("data", "num_workers"), ("data", "cache_audio"), ("trainer", "num_threads"),
                  ("trainer", "progress_bar"))
 CRITERION_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "name": ((str,), None),

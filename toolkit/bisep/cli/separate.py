@@ -12,8 +12,8 @@ A data manifest (recipe stage 5)::
 
     bisep separate exp/weak --list data/test.jsonl -o exp/weak/separated
 
-separates each line's mixture ``audio`` with one query per label
-(:func:`bisep.data.prompts.phrase`, e.g. "the sound of a violin") and writes
+separates each line's mixture ``audio`` with one query per label (the line's
+``phrases``, else :func:`bisep.data.prompts.phrase`, e.g. "the sound of a violin") and writes
 ``out/<id>/<label>.wav`` plus ``out/items.jsonl`` for ``bisep score --list`` (mixture,
 the manifest's ``stems`` as references, the estimates; paths relative to ``out``).
 ``out/separation.json`` records the model (sha256) and settings. A re-run skips items
@@ -171,8 +171,7 @@ def run_list(args) -> int:
     from bisep.cli.main import CliError, user_errors
     from bisep.conditioners.query import Query
     from bisep.atomic import write_text_atomic
-    from bisep.data.manifest import read_manifest
-    from bisep.data.prompts import phrase
+    from bisep.data.manifest import item_phrases, read_manifest
 
     try:
         entries = read_manifest(args.list)
@@ -194,8 +193,9 @@ def run_list(args) -> int:
                 resumed += 1  # atomic writes: a file that exists is complete
             else:
                 wav, rate = audio.read(entry["audio"])
-                queries = [Query(text=phrase(label), negative=args.negative,
-                                 negative_weight=args.negative_weight) for label in labels]
+                queries = [Query(text=text, negative=args.negative,
+                                 negative_weight=args.negative_weight)
+                           for text in item_phrases(entry)]
                 for label, stem in zip(labels, separator.separate(wav, queries, rate)):
                     audio.write(targets[label], stem, rate)
             if entry.get("stems"):

@@ -41,6 +41,13 @@ ROBERTA_HELP = (
     "config.json vocab.json merges.txt --local-dir roberta-base`. Its weights are not needed: "
     "the CLAP checkpoint holds the whole text tower.")
 
+# The recipes (egs/{music,vggsound,audiocaps}/bimodal) leave text_model_dir to the command line:
+# this is where a missing folder is noticed, so the message says how to give it there.
+TEXT_MODEL_DIR_HELP = (
+    "Give the folder as conditioner_conf.text_model_dir: in the training config, as a `bisep "
+    "train` override conditioner_conf.text_model_dir=/path/to/roberta-base, or through a recipe "
+    "with ./run.sh --train_args \"conditioner_conf.text_model_dir=/path/to/roberta-base\".")
+
 # Two prompts that share no word: any working tokenizer gives them different ids.
 _PROBE_PROMPTS = ("a dog barking", "violin music")
 
@@ -186,7 +193,8 @@ class LaionClapConditioner(ClapConditioner):
                                     f"{CHECKPOINT_HELP}")
         if text_model_dir is None or not (Path(text_model_dir) / "config.json").is_file():
             raise FileNotFoundError(
-                f"no roberta-base config.json in text_model_dir={text_model_dir}. {ROBERTA_HELP}")
+                f"no roberta-base config.json in text_model_dir={text_model_dir}. "
+                f"{TEXT_MODEL_DIR_HELP} {ROBERTA_HELP}")
 
         from transformers import RobertaConfig, RobertaTokenizer
 

@@ -7,9 +7,17 @@
      "stems": {"flute": "wav/train/train_000123/flute.wav", "violin": "..."}}
 
 ``labels`` are the instruments in the clip; ``stems`` (optional) maps each label to its
-single-source recording, and ``audio`` is their sum. Keys beyond these are kept as they
-are. :func:`read_manifest` returns absolute paths and checks every line;
-:func:`write_manifest` writes atomically with paths relative to the manifest.
+single-source recording, and ``audio`` is their sum. Two optional keys carry the clip's
+text when the labels alone do not say it (captioned data, the paper's prompt templates):
+
+- ``caption``: the clip's mixture-level prompt (default
+  :func:`bisep.data.prompts.mixture_prompt` of the labels);
+- ``phrases``: one query text per label, in the order of ``labels`` (default
+  :func:`bisep.data.prompts.phrase` of each label).
+
+:func:`item_caption` and :func:`item_phrases` give an item's text either way. Keys beyond
+these are kept as they are. :func:`read_manifest` returns absolute paths and checks every
+line; :func:`write_manifest` writes atomically with paths relative to the manifest.
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ from pathlib import Path
 from typing import Iterable
 
 from bisep.atomic import write_text_atomic
+from bisep.data.prompts import mixture_prompt, phrase
 
 REQUIRED = {"id": str, "audio": str, "labels": list, "duration": (int, float)}
 
@@ -76,7 +85,8 @@ def _check_item(item, where: str) -> None:
     for key, types in REQUIRED.items():
         if key not in item:
             raise DataError(f"{where}: missing key '{key}'. Each line needs "
-                            f"{', '.join(REQUIRED)} (and optionally stems).")
+                            f"{', '.join(REQUIRED)} (and optionally stems, caption, "
+                            f"phrases).")
         if isinstance(item[key], bool) or not isinstance(item[key], types):
             raise DataError(f"{where}: '{key}' has the wrong type ({item[key]!r}); see "
                             f"docs/data.md for the format.")
@@ -93,6 +103,32 @@ def _check_item(item, where: str) -> None:
         if set(stems) != set(labels):
             raise DataError(f"{where}: 'stems' names {sorted(stems)} but 'labels' are "
                             f"{sorted(labels)}; give one stem per label.")
+    caption = item.get("caption")
+    if caption is not None and not (isinstance(caption, str) and caption.strip()):
+        raise DataError(f"{where}: 'caption' must be a non-empty string (the clip's prompt), "
+                        f"got {caption!r}; drop the key to use the labels' mixture prompt.")
+    phrases = item.get("phrases")
+    if phrases is not None:
+        if not (isinstance(phrases, list)
+                and all(isinstance(text, str) and text.strip() for text in phrases)):
+            raise DataError(f"{where}: 'phrases' must be a list of non-empty strings (one "
+                            f"query per label), got {phrases!r}.")
+        if len(phrases) != len(labels):
+            raise DataError(f"{where}: 'phrases' has {len(phrases)} entries but 'labels' has "
+                            f"{len(labels)}; give one phrase per label, in the same order.")
+
+
+def item_phrases(item: dict) -> list[str]:
+    """The query text of each label of a manifest item: its ``phrases``, or
+    :func:`bisep.data.prompts.phrase` of each label."""
+    return list(item["phrases"]) if item.get("phrases") is not None \
+        else [phrase(label) for label in item["labels"]]
+
+
+def item_caption(item: dict) -> str:
+    """The mixture-level prompt of a manifest item: its ``caption``, or
+    :func:`bisep.data.prompts.mixture_prompt` of its labels."""
+    return item["caption"] if item.get("caption") is not None else mixture_prompt(item["labels"])
 
 
 def write_manifest(path: str | Path, items: Iterable[dict]) -> Path:
@@ -103,7 +139,14 @@ def write_manifest(path: str | Path, items: Iterable[dict]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    root = path.parent.resolve()
+    write_text_atomic(path, manifest_text(path, items))
+    return path
+
+
+def manifest_text(path: str | Path, items: Iterable[dict]) -> str:
+    """The text :func:`write_manifest` writes to ``path`` (paths made relative to its
+    folder), for writers that compare it with the file first."""
+    root = Path(path).parent.resolve()
 
     def rel(file: str) -> str:
         return os.path.relpath(file, root) if os.path.isabs(file) else file
@@ -115,8 +158,7 @@ def write_manifest(path: str | Path, items: Iterable[dict]) -> Path:
         if "stems" in item:
             out["stems"] = {label: rel(stem) for label, stem in item["stems"].items()}
         lines.append(json.dumps(out))
-    write_text_atomic(path, "".join(line + "\n" for line in lines))
-    return path
+    return "".join(line + "\n" for line in lines)
 
 
 def iter_json_lines(path: Path, expected: str):

@@ -10,9 +10,10 @@ source. ``sup: true`` marks MoMs whose parts all belong to the supervised subset
 those may have their stems loaded (supervised and semi-supervised modes).
 
 :class:`MoMDataset` turns a plan and a manifest into training items (shapes in its
-docstring) and :func:`collate_mom` batches them. Decoded clips stay in memory (the corpus
-is small), so steps are not I/O bound; stems are read only for ``sup`` lines of a dataset
-built with ``load_sources=True``, and never opened otherwise.
+docstring) and :func:`collate_mom` batches them. By default decoded clips stay in memory
+(synth_music is small), so steps are not I/O bound; ``cache=False`` reads them from disk
+each time, for corpora that do not fit in RAM. Stems are read only for ``sup`` lines of a
+dataset built with ``load_sources=True``, and never opened otherwise.
 """
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ import soundfile as sf
 import torch
 
 from bisep.atomic import write_text_atomic
-from bisep.data.manifest import DataError, iter_json_lines, read_manifest
-from bisep.data.prompts import mixture_prompt, phrase
+from bisep.data.manifest import (DataError, item_caption, item_phrases, iter_json_lines,
+                                 read_manifest)
+from bisep.data.prompts import phrase
 
 
 def choose_supervised(items: Sequence[dict], fraction: float, seed: int = 0) -> list[str]:
@@ -217,9 +219,15 @@ def read_clip(path: str, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(data[:, 0] if data.shape[1] == 1 else data.mean(axis=1))
 
 
-def pad_phrases(labels: Sequence[str], num_phrases: int) -> tuple[list[str], list[float],
-                                                                 list[bool]]:
+def pad_phrases(labels: Sequence[str], num_phrases: int,
+                texts: Sequence[str] | None = None) -> tuple[list[str], list[float], list[bool]]:
     """``num_phrases`` phrases for a clip's labels, padded by repeating them in turn.
+
+    Args:
+        labels: the clip's labels.
+        num_phrases: K.
+        texts: the query text of each label (a manifest's ``phrases``); ``None`` uses
+            :func:`bisep.data.prompts.phrase` of each label.
 
     Returns:
         ``(phrases, weights, valid)``: each phrase's weight is 1 / (its number of copies),
@@ -228,9 +236,10 @@ def pad_phrases(labels: Sequence[str], num_phrases: int) -> tuple[list[str], lis
     if len(labels) > num_phrases:
         raise DataError(f"a clip has {len(labels)} labels ({', '.join(labels)}) but "
                         f"num_phrases is {num_phrases}; raise num_phrases.")
+    texts = [phrase(label) for label in labels] if texts is None else list(texts)
     order = [k % len(labels) for k in range(num_phrases)]
     copies = [order.count(i) for i in range(len(labels))]
-    return ([phrase(labels[i]) for i in order], [1.0 / copies[i] for i in order],
+    return ([texts[i] for i in order], [1.0 / copies[i] for i in order],
             [k < len(labels) for k in range(num_phrases)])
 
 
@@ -247,13 +256,19 @@ class MoMDataset(torch.utils.data.Dataset):
         sup_only: with ``load_sources``, read stems of ``sup`` lines only (semi-supervised);
             False reads every line's stems (the fully supervised upper reference).
         sample_rate: the rate every clip must have.
+        cache: keep every decoded clip and stem in memory (int16 for 16-bit files), so each
+            file is read once. False reads the files for every item and keeps nothing: for
+            data that does not fit in RAM, and for loader workers, which would each hold
+            their own copy of the cache.
 
     Item (``L`` samples, ``N`` parts, ``K = num_phrases``, ``S = N * K``):
         - ``id``: the MoM id.
         - ``mom``: ``(L,)``, the sum of ``mixtures``.
         - ``mixtures``: ``(N, L)``, ``gain_n * x_n / N``.
-        - ``mixture_prompts``: N str (:func:`bisep.data.prompts.mixture_prompt`).
-        - ``phrases``: N lists of K str; ``phrase_weights`` ``(N, K)`` float;
+        - ``mixture_prompts``: N str, each clip's ``caption``
+          (:func:`bisep.data.manifest.item_caption`).
+        - ``phrases``: N lists of K str, each clip's label phrases
+          (:func:`bisep.data.manifest.item_phrases`); ``phrase_weights`` ``(N, K)`` float;
           ``phrase_valid`` ``(N, K)`` bool (see :func:`pad_phrases`).
         - only for a line whose stems are read (see ``sup_only``): ``sources`` ``(S, L)``,
           ``source_prompts`` S str, ``source_valid`` ``(S,)`` bool. Slots come in blocks
@@ -264,13 +279,14 @@ class MoMDataset(torch.utils.data.Dataset):
 
     def __init__(self, plan_path: str | Path, manifest_path: str | Path, num_phrases: int = 4,
                  load_sources: bool = False, sample_rate: int = 16000,
-                 sup_only: bool = True):
+                 sup_only: bool = True, cache: bool = True):
         # Stems are not checked here: weak and unsupervised modes must run without them.
         self.items = {item["id"]: item for item in read_manifest(manifest_path, check_files=False)}
         self.plan = read_plan(plan_path, self.items, manifest_path)
         self.num_phrases, self.load_sources = num_phrases, load_sources
         self.sup_only = sup_only
         self.sample_rate = sample_rate
+        self.cache = cache
         self._cache: dict[str, np.ndarray] = {}
         for number, line in enumerate(self.plan):
             for part in line["parts"]:
@@ -299,7 +315,9 @@ class MoMDataset(torch.utils.data.Dataset):
     def _load(self, path: str) -> np.ndarray:
         audio = self._cache.get(path)
         if audio is None:
-            audio = self._cache[path] = read_clip(path, self.sample_rate)
+            audio = read_clip(path, self.sample_rate)
+            if self.cache:
+                self._cache[path] = audio
         return audio.astype(np.float32) / 32768.0 if audio.dtype == np.int16 else audio
 
     def __getitem__(self, index: int) -> dict:
@@ -314,11 +332,12 @@ class MoMDataset(torch.utils.data.Dataset):
                             f"samples). All clips of a dataset must have the same length.")
         scale = np.asarray(line["gains"], dtype=np.float32) / len(parts)
         mixtures = np.stack(clips) * scale[:, None]
-        padded = [pad_phrases(item["labels"], self.num_phrases) for item in parts]
+        padded = [pad_phrases(item["labels"], self.num_phrases, item_phrases(item))
+                  for item in parts]
         phrase_valid = np.array([p[2] for p in padded], dtype=bool)
         out = {"id": line["id"], "mom": torch.from_numpy(mixtures.sum(0)),
                "mixtures": torch.from_numpy(mixtures),
-               "mixture_prompts": [mixture_prompt(item["labels"]) for item in parts],
+               "mixture_prompts": [item_caption(item) for item in parts],
                "phrases": [p[0] for p in padded],
                "phrase_weights": torch.from_numpy(np.array([p[1] for p in padded], np.float32)),
                "phrase_valid": torch.from_numpy(phrase_valid)}

@@ -18,9 +18,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from bisep.audio import read
-from bisep.data.manifest import read_manifest
+from bisep.data.manifest import item_phrases, read_manifest
 from bisep.data.mom import MoMDataset, collate_mom, read_plan
-from bisep.data.prompts import phrase
 
 
 class MissingStageOutput(FileNotFoundError):
@@ -37,8 +36,10 @@ def require(path: Path, stage: str) -> Path:
 class ReferenceSet(Dataset):
     """Compositions with references, for query-level validation scores.
 
-    Each item: ``mixture (L,)``, ``references (S, L)`` and ``prompts`` (one phrase per
-    reference). Items must all hold ``S`` references of one length ``L``.
+    Each item: ``mixture (L,)``, ``references (S, L)`` in sorted label order and ``prompts``
+    (the query of each reference: the item's ``phrases``, or the labels' default phrases,
+    :func:`bisep.data.manifest.item_phrases`), as stage 5 queries the test set. Items must
+    all hold ``S`` references of one length ``L``.
     """
 
     def __init__(self, manifest: Path, sample_rate: int, max_items: int | None = None):
@@ -53,10 +54,11 @@ class ReferenceSet(Dataset):
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
         labels = sorted(item["stems"])
+        # The phrases follow item["labels"]; the references are in sorted order.
+        texts = dict(zip(item["labels"], item_phrases(item)))
         mixture = torch.from_numpy(self._read(item["audio"]))
         refs = torch.from_numpy(np.stack([self._read(item["stems"][lab]) for lab in labels]))
-        return {"mixture": mixture, "references": refs, "prompts": [phrase(lab) for lab in labels]}
-
+        return {"mixture": mixture, "references": refs, "prompts": [texts[lab] for lab in labels]}
 
     def _read(self, path: str) -> np.ndarray:
         return read(path, self.sample_rate, mono=True)[0][0]
@@ -74,7 +76,8 @@ class MoMDataModule(pl.LightningDataModule):
     Args:
         data_dir: stage 1 output (manifests and audio).
         dump_dir: stage 2 output (mixture-of-mixtures plans).
-        data_conf: the config's ``data`` section (batch sizes, workers, phrases).
+        data_conf: the config's ``data`` section (batch sizes, workers, phrases, whether
+            training clips stay in memory: ``cache_audio``).
         sources: which MoMs carry single-source targets: ``"none"`` (unsupervised and weak
             modes: no stem file is opened), ``"sup"`` (the stage-2 supervised subset, semi
             mode) or ``"all"`` (supervised mode).
@@ -114,7 +117,8 @@ class MoMDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         common = dict(num_phrases=self.conf["num_phrases"], sample_rate=self.sample_rate,
-                      load_sources=self.sources != "none", sup_only=self.sources == "sup")
+                      load_sources=self.sources != "none", sup_only=self.sources == "sup",
+                      cache=self.conf["cache_audio"])
         self.train_set = MoMDataset(self.train_plan, self.train_manifest, **common)
         # Stage 2 draws the validation MoMs from valid.jsonl: neither train nor test clips.
         self.valid_set = MoMDataset(self.valid_plan, self.valid_manifest, **common)
