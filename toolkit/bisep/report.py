@@ -303,6 +303,15 @@ class Arm:
     def stems_fraction(self) -> float | None:
         return self.runs[0].stems_fraction
 
+    @property
+    def config_key(self) -> str:
+        """The training config shared by the runs, without seed and resource keys."""
+        from bisep.config import experiment_part
+
+        config = self.runs[0].config
+        return self.name if config is None else json.dumps(
+            experiment_part(config, drop=("seed",)), sort_keys=True, default=str)
+
     def values(self, metric: str) -> list[float]:
         return [e.stat(metric) for e in self.runs]
 
@@ -513,22 +522,25 @@ def plot(experiments: list[Experiment], path: str | Path, n_items: int = 2) -> P
 
 def plot_fraction(arms: list[Arm], path: str | Path) -> Path:
     """Write the figure of mean SDR (± sd over seeds) against the share of training clips
-    whose stems were used, one line per mode; weak and unsupervised arms (no stems) are
-    horizontal lines. Returns ``path``."""
+    whose stems were used, one line per training config; weak and unsupervised arms (no
+    stems) are horizontal lines. Returns ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
-    points = fraction_arms(arms)
-    for mode in ("supervised", "semi"):
-        line = sorted((a for a in points if a.mode == mode), key=lambda a: a.stems_fraction)
-        if line:
-            stats = [a.mean_sd("sdr") for a in line]
-            ax.errorbar([100 * a.stems_fraction for a in line], [m for m, _ in stats],
-                        yerr=[0 if math.isnan(sd) else sd for _, sd in stats], marker="o",
-                        capsize=3, label=mode)
+    # One line per training config: the same config trained on different shares of stems.
+    lines: dict[str, list[Arm]] = {}
+    for arm in fraction_arms(arms):
+        lines.setdefault(arm.config_key, []).append(arm)
+    for line in lines.values():
+        line.sort(key=lambda a: a.stems_fraction)
+        stats = [a.mean_sd("sdr") for a in line]
+        name = min((a.name for a in line), key=lambda t: (len(t), t))
+        ax.errorbar([100 * a.stems_fraction for a in line], [m for m, _ in stats],
+                    yerr=[0 if math.isnan(sd) else sd for _, sd in stats], marker="o",
+                    capsize=3, label=f"{name} ({line[0].mode})")
     for arm in arms:
         if arm.mode in ("weak", "unsupervised"):
             mean, _ = arm.mean_sd("sdr")
