@@ -219,3 +219,17 @@ def test_one_seed_runs_get_no_seed_tables(exp_dir):
     assert rc == 0, err
     text = (exp_dir / "RESULTS.md").read_text()
     assert "Over seeds" not in text and "share of single-source data" not in text
+
+
+def test_corrupt_records_name_the_file(seeds_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "exp"
+    shutil.copytree(seeds_dir / "weak", copy / "weak")
+    (copy / "weak" / "data.json").write_text('{"data_dir": ')
+    rc, _, err = cli("report", "--exp-dir", copy, "--no-figure")
+    assert rc == 2 and "weak/data.json: not valid JSON" in err and "re-run training" in err
+    (copy / "weak" / "data.json").unlink()
+    (copy / "weak" / "config.yaml").write_text("mode: [weak\n")
+    rc, _, err = cli("report", "--exp-dir", copy, "--no-figure")
+    assert rc == 2 and "weak/config.yaml: not valid YAML" in err

@@ -125,19 +125,29 @@ def mode_from_tag(tag: str) -> str | None:
                  if mode in words), None)
 
 
-def read_config(path: Path) -> dict | None:
-    """The training config of experiment folder ``path``, or ``None`` without one."""
-    config = path / "config.yaml"
-    if not config.is_file():
+def _read_record(file: Path, what: str) -> dict | None:
+    """A YAML (``.yaml``) or JSON file that an earlier stage wrote, or ``None`` without one."""
+    if not file.is_file():
         return None
     import yaml
 
-    try:
-        data = yaml.safe_load(config.read_text())
+    try:  # JSON is YAML, and both parsers' errors name the line
+        data = yaml.safe_load(file.read_text())
     except yaml.YAMLError as exc:
-        raise ReportError(f"{config}: not valid YAML ({exc}); re-run training (recipe "
-                          f"stage 4) or fix the file.") from None
+        raise ReportError(f"{file}: not valid {'YAML' if file.suffix == '.yaml' else 'JSON'} "
+                          f"({exc}); {what}") from None
     return data if isinstance(data, dict) else None
+
+
+def read_config(path: Path) -> dict | None:
+    """The training config of experiment folder ``path``, or ``None`` without one."""
+    return _read_record(path / "config.yaml", "re-run training (recipe stage 4) or fix the file.")
+
+
+def read_data_record(path: Path) -> dict | None:
+    """``data.json`` of experiment folder ``path`` (what it trained on), if written."""
+    return _read_record(path / "data.json", "delete it and re-run training (recipe stage 4) "
+                                            "to write it again.")
 
 
 def read_mode(config: dict | None, tag: str) -> tuple[str | None, str]:
@@ -148,19 +158,6 @@ def read_mode(config: dict | None, tag: str) -> tuple[str | None, str]:
         return _MODE_WORDS.get(word, word), "config.yaml"
     mode = mode_from_tag(tag)
     return mode, "tag" if mode else "unknown"
-
-
-def read_data_record(path: Path) -> dict | None:
-    """``data.json`` of experiment folder ``path`` (what it trained on), if written."""
-    record = path / "data.json"
-    if not record.is_file():
-        return None
-    try:
-        data = json.loads(record.read_text())
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{record}: not valid JSON ({exc.msg}, line {exc.lineno}); delete "
-                          f"it and re-run training (recipe stage 4) to write it again.") from None
-    return data if isinstance(data, dict) else None
 
 
 def load_experiment(path: Path) -> Experiment:
