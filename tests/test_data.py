@@ -3,6 +3,7 @@ and the `bisep prepare` / `bisep mix` commands."""
 import hashlib
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +240,97 @@ def test_plan_supervised_subset():
         make_mom_plan([{"id": "a", "labels": ["x"]}, {"id": "b", "labels": ["x", "y"]}], 5)
     with pytest.raises(DataError, match="num_parts"):
         make_mom_plan(items, 5, num_parts=1)
+
+
+def phrase_items(count=150, vocabulary=100, seed=0):
+    """Clips with 1-3 labels drawn with Zipf weights from ``vocabulary`` phrases (like
+    AudioCaps' caption phrases: beyond 62 labels, and a few labels in many clips)."""
+    rng = np.random.default_rng(seed)
+    cdf = np.cumsum(1.0 / np.arange(1, vocabulary + 1))
+    items = []
+    for i in range(count):
+        picks = cdf.searchsorted(rng.random(int(rng.integers(1, 4))) * cdf[-1], side="right")
+        items.append({"id": f"c{i}", "labels": [f"p{k}" for k in dict.fromkeys(picks.tolist())]})
+    return items
+
+
+def plan_digest(lines):
+    return hashlib.sha256(json.dumps(lines).encode()).hexdigest()[:16]
+
+
+# Written by make_mom_plan before its sampler used a label index (issue 9): the plans of a
+# seed must not change, or recipes' dump/ files would differ from the ones published.
+PLANS_BEFORE = {
+    "small": ("c10 c4 c21 c37 c6 c59 c58 c27 c36 c59 c12 c59 c10 c8 c46 c54 c46 c35 c6 c32 "
+              "c15 c56 c9 c18",
+              "c11 c44 c0 c24 c54 c9 c50 c49 c20 c45 c55 c53 c45 c43 c8 c7 c25 c55",
+              "bc93b63cbb609c50", "1be42a1300923e3d"),
+    "phrases": ("c25 c124 c70 c146 c126 c123 c64 c135 c68 c106 c27 c128 c25 c86 c69 c128 c67 "
+                "c38 c31 c12 c62 c40 c100 c104",
+                "c26 c114 c19 c68 c143 c114 c52 c129 c13 c8 c123 c95 c23 c64 c122 c32 c38 c23",
+                "250e1e1d1f490000", "b70fe3abc53e72e6"),
+}
+
+
+def check_plans_as_before():
+    for name, items in (("small", fake_items()), ("phrases", phrase_items())):
+        two, three, digest_two, digest_three = PLANS_BEFORE[name]
+        lines, _ = make_mom_plan(items, 12, num_parts=2, supervised_fraction=0.25, seed=5)
+        assert " ".join(p for line in lines for p in line["parts"]) == two, name
+        lines, _ = make_mom_plan(items, 6, num_parts=3, seed=1)
+        assert " ".join(p for line in lines for p in line["parts"]) == three, name
+        assert plan_digest(make_mom_plan(items, 300, num_parts=2, supervised_fraction=0.25,
+                                         seed=5)[0]) == digest_two, name
+        assert plan_digest(make_mom_plan(items, 300, num_parts=3, seed=1)[0]) == digest_three, name
+
+
+def test_plan_same_as_before_the_label_index():
+    check_plans_as_before()
+
+
+@pytest.mark.parametrize("few", [0, 10 ** 9])
+def test_plan_same_on_each_path(monkeypatch, few):
+    """The numpy path (labels in many groups), the loop, and the float cdf that rng.choice
+    builds (used near a boundary; here forced) all pick the same groups."""
+    monkeypatch.setattr(mom_module, "_FEW", few)
+    check_plans_as_before()
+    real_init = mom_module._PartSampler.__init__
+
+    def init(self, *args):
+        real_init(self, *args)
+        self.margin = 1.0  # every draw falls back
+
+    monkeypatch.setattr(mom_module._PartSampler, "__init__", init)
+    calls = []
+    real_choice = mom_module._PartSampler._choice_group
+    monkeypatch.setattr(mom_module._PartSampler, "_choice_group",
+                        lambda self, u, blocked: calls.append(u) or real_choice(self, u, blocked))
+    check_plans_as_before()
+    assert len(calls) > 1000
+
+
+def test_plan_parts_uniform_over_compatible_clips():
+    """First part uniform over the clips, second uniform over those sharing no label with it:
+    the counts of 24,000 draws against those probabilities (chi-square)."""
+    from scipy.stats import chisquare
+
+    labels = {"a": ["x"], "b": ["x", "y"], "c": ["y"], "d": ["z"], "e": ["z"], "f": ["w", "x"],
+              "g": ["v"]}
+    items = [{"id": key, "labels": value} for key, value in labels.items()]
+    vocabulary = {lab: i for i, lab in enumerate(sorted({l for v in labels.values() for l in v}))}
+    sampler = mom_module._PartSampler(items, vocabulary)
+    expected = {}
+    for first in labels:
+        partners = [o for o in labels if not set(labels[o]) & set(labels[first])]
+        for second in partners:
+            expected[first, second] = 1 / len(labels) / len(partners)
+    rng = np.random.default_rng(0)
+    draws = 24000
+    counts = Counter(tuple(sampler.draw(rng, 2)) for _ in range(draws))
+    assert set(counts) <= set(expected)
+    cells = sorted(expected)
+    result = chisquare([counts[c] for c in cells], [expected[c] * draws for c in cells])
+    assert result.pvalue > 1e-3, result
 
 
 def test_plan_errors_name_file_line_and_fix(tiny, tmp_path):

@@ -90,3 +90,53 @@ def test_resample():
     x = signal(0, 0.5, 44100)[0]
     assert resample(x, 44100, 44100) is not None and len(resample(x, 44100, 16000)) == 8000
     assert resample(np.zeros(0, np.float32), 44100, 16000).shape == (0,)
+
+
+# -- speed fixes (benchmarks/corpus_extract.py) keep the numbers -------------------------
+@pytest.mark.parametrize("channels", [1, 2, 3, 6, 8])
+def test_wav_channels_averaged_as_numpy_mean(tmp_path, channels):
+    """Adding channel rows (fast) gives numpy's mean over the interleaved axis, bit for bit."""
+    rng = np.random.default_rng(channels)
+    audio = (rng.standard_normal((channels, 8000)) * rng.uniform(0.01, 0.3, (channels, 1)))
+    path = write_wav(tmp_path / "a.wav", audio.astype(np.float32), 8000)
+    expected = sf.read(path, dtype="float32", always_2d=True)[0].mean(axis=1)
+    out = load_media(path, 8000)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(load_media(path, 8000, offset=0.25, duration=0.5),
+                                  expected[2000:6000])
+
+
+def per_frame_decode(path):
+    """PyAV decoding with a channel mean per frame (how media.py did it before batching)."""
+    import av
+
+    with av.open(str(path)) as container:
+        to_float = av.AudioResampler(format="fltp")
+        return np.concatenate([converted.to_ndarray().mean(axis=0)
+                               for frame in container.decode(container.streams.audio[0])
+                               for converted in to_float.resample(frame)])
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_mp4_batched_channel_average_is_per_frame_mean(tmp_path, monkeypatch, channels):
+    import bisep.data.media as media
+
+    monkeypatch.setattr(media, "_FRAMES_PER_BATCH", 7)  # several batches and a remainder
+    path = write_mp4(tmp_path / "a.mp4", signal(4, 1.0, 44100, channels), 44100)
+    np.testing.assert_array_equal(media.decode(path)[0], per_frame_decode(path))
+    whole = per_frame_decode(path)
+    part, rate = media.decode(path, offset=0.0, duration=0.3)
+    assert rate == 44100
+    np.testing.assert_array_equal(part, whole[:len(part)])
+
+
+def test_resample_is_torchaudio_functional_exactly():
+    """The kept Resample transform gives functional.resample's numbers (kernel built once)."""
+    import bisep.data.media as media
+
+    x = signal(5, 0.5, 44100)[0]
+    for orig, new in ((44100, 16000), (48000, 16000), (22050, 16000), (8000, 16000)):
+        expected = taf.resample(torch.from_numpy(x), orig, new).numpy()
+        np.testing.assert_array_equal(resample(x, orig, new), expected)
+    assert media._resampler(44100, 16000) is media._resampler(44100, 16000)

@@ -21,6 +21,7 @@ reason              meaning
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -159,14 +160,47 @@ def rms_db(audio: np.ndarray) -> float:
 
 
 def resample(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    """``torchaudio.functional.resample`` (windowed sinc) for a ``(time,)`` array."""
+    """``torchaudio.functional.resample`` (windowed sinc) for a ``(time,)`` array.
+
+    The same numbers, from a ``torchaudio.transforms.Resample`` kept per pair of rates:
+    ``functional.resample`` rebuilds its sinc kernel on every call, which cost more than
+    the filtering itself for a 10 s clip (``benchmarks/corpus_extract.py``).
+    """
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if orig_rate == new_rate or len(audio) == 0:
         return audio
     import torch
-    import torchaudio.functional as taf
 
-    return taf.resample(torch.from_numpy(audio), orig_rate, new_rate).numpy()
+    return _resampler(orig_rate, new_rate)(torch.from_numpy(audio)).numpy()
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(orig_rate: int, new_rate: int):
+    import torch
+    import torchaudio.transforms as tat
+
+    # float32, the dtype functional.resample builds the kernel in for float32 audio.
+    return tat.Resample(orig_rate, new_rate, dtype=torch.float32)
+
+
+def _average_channels(planes: np.ndarray) -> np.ndarray:
+    """The mean of ``(channels, time)`` samples over the channels, as float32.
+
+    ``planes`` may be a transposed view of interleaved ``(time, channels)`` samples: a
+    numpy mean over their short last axis runs about ten times slower than adding the
+    channel rows. Below 8 channels the rows are added in order and divided as
+    ``numpy.mean`` does, so the result is the same bit for bit; from 8 channels numpy
+    sums pairwise, and its mean is used.
+    """
+    channels = planes.shape[0]
+    if channels >= 8:
+        return np.ascontiguousarray(planes.mean(axis=0), dtype=np.float32)
+    out = np.array(planes[0], dtype=np.float32)
+    for row in planes[1:]:
+        out += row
+    if channels > 1:
+        out /= np.float32(channels)
+    return out
 
 
 def _read_soundfile(path: Path, offset: float, duration: float | None):
@@ -177,7 +211,7 @@ def _read_soundfile(path: Path, offset: float, duration: float | None):
             handle.seek(start)
         frames = -1 if duration is None else round(duration * rate)
         data = handle.read(frames, dtype="float32", always_2d=True)
-    return data.mean(axis=1), rate
+    return _average_channels(data.T), rate
 
 
 def _import_av():
@@ -228,9 +262,11 @@ def _decode_av(av, path: Path, offset: float, duration: float | None, seek: bool
             target = origin + max(0.0, offset - PREROLL)
             container.seek(round(target / stream.time_base), stream=stream)
         # Frames come in the codec's sample format (planar or packed, int or float);
-        # converting to planar float gives (channels, samples) for every codec.
+        # converting to planar float gives (channels, samples) for every codec. Frames are
+        # short (1024 samples for AAC): their channels are averaged a batch at a time, not
+        # frame by frame (the per-call overhead was a third of an AAC clip's time).
         to_float = av.AudioResampler(format="fltp")
-        chunks, rate, first_time, have = [], None, None, 0
+        chunks, pending, rate, first_time, have = [], [], None, None, 0
         for frame in container.decode(stream):
             if rate is None:
                 rate = frame.sample_rate
@@ -238,14 +274,31 @@ def _decode_av(av, path: Path, offset: float, duration: float | None, seek: bool
                     return None
                 first_time = 0.0 if frame.time is None else frame.time - origin
             for converted in to_float.resample(frame):
-                chunk = converted.to_ndarray()
-                chunks.append(chunk.mean(axis=0))
-                have += chunk.shape[1]
+                pending.append(converted.to_ndarray())
+                have += pending[-1].shape[1]
+            if len(pending) >= _FRAMES_PER_BATCH:
+                chunks.append(_average_batch(pending))
+                pending = []
             if duration is not None and (have / rate + first_time) >= offset + duration + 0.1:
                 break
+        if pending:
+            chunks.append(_average_batch(pending))
     if rate is None:
         return np.zeros(0, np.float32), stream.rate or 1
     audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     start = max(0, round((offset - first_time) * rate))
     stop = None if duration is None else start + round(duration * rate)
     return audio[start:stop], rate
+
+
+# Decoded frames whose channels are averaged together (about 6 s of AAC at 44.1 kHz): few
+# numpy calls, and a long video's audio is held as channels only that long.
+_FRAMES_PER_BATCH = 256
+
+
+def _average_batch(frames: list[np.ndarray]) -> np.ndarray:
+    """Mono samples of consecutive ``(channels, samples)`` frames (channels may differ
+    from frame to frame only if the stream changes layout: averaged frame by frame then)."""
+    if len({frame.shape[0] for frame in frames}) > 1:
+        return np.concatenate([_average_channels(frame) for frame in frames])
+    return _average_channels(np.concatenate(frames, axis=1))

@@ -17,6 +17,7 @@ dataset built with ``load_sources=True``, and never opened otherwise.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from pathlib import Path
@@ -46,33 +47,140 @@ def choose_supervised(items: Sequence[dict], fraction: float, seed: int = 0) -> 
 
 class _PartSampler:
     """Draws ``num_parts`` clips with pairwise disjoint label sets, uniformly among the
-    compatible clips at each step. Clips are grouped by label set (at most a few hundred
-    groups), so a draw costs a pass over the groups, not over the clips."""
+    compatible clips at each step.
+
+    Clips are grouped by label set. Each part is a group drawn with probability
+    proportional to its size among the groups that share no label with the parts drawn so
+    far, then one of its clips uniformly: together, a clip uniformly among the compatible
+    ones. The random stream is used exactly as ``rng.choice(groups, p=free sizes / their
+    sum)`` followed by ``rng.integers(group size)`` would use it, and the same group comes
+    out, so a plan depends only on (items, arguments, seed), as it always has.
+
+    A draw does not pass over all the groups (tens of thousands for caption-phrase labels):
+    the groups that share a label with the parts already drawn come from an index label ->
+    groups, and the drawn group is found by bisection in the integer prefix sums of the
+    group sizes, skipping those. That is the group ``rng.choice`` picks unless the uniform
+    draw lies within float rounding (:attr:`margin`) of a boundary of its cumulative
+    distribution; then (a few draws in a million) the cumulative distribution is built the
+    way ``rng.choice`` builds it, so the result is the same bit for bit.
+    """
 
     def __init__(self, items: Sequence[dict], vocabulary: dict[str, int]):
-        groups: dict[int, list[str]] = {}
+        groups: dict[frozenset, list[str]] = {}
         for item in items:
-            mask = sum(1 << vocabulary[label] for label in item["labels"])
-            groups.setdefault(mask, []).append(item["id"])
-        # int64 bit masks while they fit; Python ints (object arrays) beyond 62 labels.
-        self.masks = np.array(list(groups), dtype=np.int64 if len(vocabulary) < 63 else object)
+            key = frozenset(vocabulary[label] for label in item["labels"])
+            groups.setdefault(key, []).append(item["id"])
         self.members = list(groups.values())
-        self.sizes = np.array([len(m) for m in self.members], dtype=np.float64)
+        self.labels = [tuple(key) for key in groups]  # label indices of each group
+        self.sizes = np.array([len(m) for m in self.members], dtype=np.int64)
+        self.prefix = np.cumsum(self.sizes)  # clips in groups 0..g
+        self.total = int(self.prefix[-1]) if len(self.prefix) else 0
+        by_label: dict[int, list[int]] = {}
+        for group, labels in enumerate(self.labels):
+            for label in labels:
+                by_label.setdefault(label, []).append(group)
+        self.by_label = by_label  # ascending group indices
+        self.by_label_array: dict[int, np.ndarray] = {}  # the same, made when needed
+        # Up to 62 labels, the label sets as int64 bit masks find the blocked groups faster.
+        self.masks = np.array([sum(1 << label for label in labels) for labels in self.labels],
+                              dtype=np.int64) if len(vocabulary) < 63 else None
+        self.size_list, self.prefix_list = self.sizes.tolist(), self.prefix.tolist()
+        # rng.choice's float cdf is within (2 G + 3) * eps / 2 of the exact W / S (sequential
+        # cumsum of G rounded quotients, then one division); twice that, to be safe.
+        self.margin = (2 * len(self.sizes) + 8) * float(np.finfo(np.float64).eps)
 
     def draw(self, rng: np.random.Generator, num_parts: int, tries: int = 100) -> list[str] | None:
         for _ in range(tries):
-            used, parts = 0, []
+            used: list[int] = []
+            parts = []
             for _ in range(num_parts):
-                free = (self.masks & used) == 0
-                if not free.any():
+                group = self._group(rng, used)
+                if group is None:
                     break
-                weights = self.sizes * free
-                group = int(rng.choice(len(self.masks), p=weights / weights.sum()))
-                parts.append(self.members[group][int(rng.integers(len(self.members[group])))])
-                used |= int(self.masks[group])
+                members = self.members[group]
+                parts.append(members[int(rng.integers(len(members)))])
+                used.extend(self.labels[group])
             if len(parts) == num_parts:
                 return parts
         return None
+
+    def _group(self, rng: np.random.Generator, used: list[int]) -> int | None:
+        """A group free of the ``used`` labels, drawn as ``rng.choice`` weighted by size
+        would; ``None`` (and no draw) when there is none."""
+        lists = [self.by_label[label] for label in used]
+        if sum(map(len, lists)) > _FEW:
+            return self._group_many(rng, used)
+        blocked = sorted(set().union(*lists)) if len(lists) > 1 else lists[0] if lists else []
+        sizes = self.size_list
+        free_total = self.total - sum(sizes[g] for g in blocked)
+        if free_total == 0:
+            return None
+        u = rng.random()
+        target = u * free_total
+        # Between two blocked groups, the free clips up to group g number prefix[g] - cut,
+        # cut = the clips of the blocked groups before g: find the stretch holding target.
+        cut, low, high = 0, -1, len(sizes)
+        for g in blocked:
+            if self.prefix_list[g] - sizes[g] - cut > target:
+                high = g
+                break
+            cut += sizes[g]
+            low = g
+        return self._check(u, bisect.bisect_right(self.prefix_list, target + cut), low, high,
+                           cut, free_total, blocked)
+
+    def _group_many(self, rng: np.random.Generator, used: list[int]) -> int | None:
+        """:meth:`_group` in numpy, for labels shared by many groups."""
+        if self.masks is not None:
+            blocked = np.flatnonzero(self.masks & sum(1 << label for label in used))
+        else:
+            for label in used:
+                if label not in self.by_label_array:
+                    self.by_label_array[label] = np.array(self.by_label[label], dtype=np.int64)
+            blocked = self.by_label_array[used[0]]
+            if len(used) > 1:  # merge the sorted runs (timsort) and drop repeats
+                blocked = np.concatenate([self.by_label_array[label] for label in used])
+                blocked.sort(kind="stable")
+                blocked = blocked[np.concatenate(([True], blocked[1:] != blocked[:-1]))]
+        cut = np.concatenate(([0], np.cumsum(self.sizes[blocked])))  # before each stretch
+        free_total = self.total - int(cut[-1])
+        if free_total == 0:
+            return None
+        u = rng.random()
+        target = u * free_total
+        # ends[j]: free clips up to the end of stretch j (between blocked j-1 and j).
+        ends = np.append(self.prefix[blocked] - self.sizes[blocked] - cut[:-1], free_total)
+        j = min(int(ends.searchsorted(target, side="right")), len(blocked))
+        low = int(blocked[j - 1]) if j > 0 else -1
+        high = int(blocked[j]) if j < len(blocked) else len(self.sizes)
+        return self._check(u, int(self.prefix.searchsorted(target + cut[j], side="right")),
+                           low, high, int(cut[j]), free_total, blocked)
+
+    def _check(self, u: float, group: int, low: int, high: int, cut: int, free_total: int,
+               blocked) -> int:
+        """``group`` when it is, beyond float rounding, the one ``rng.choice`` picks for
+        ``u`` (it lies strictly between the blocked groups ``low`` and ``high`` and ``u``
+        is inside its share, by more than :attr:`margin`); else :meth:`_choice_group`."""
+        if low < group < high:
+            above = self.prefix_list[group] - cut  # free clips up to this group
+            below = above - self.size_list[group]
+            if below / free_total + self.margin < u < above / free_total - self.margin:
+                return group
+        return self._choice_group(u, blocked)
+
+    def _choice_group(self, u: float, blocked: np.ndarray) -> int:
+        """The group ``rng.choice(len(groups), p=weights / weights.sum())`` picks for the
+        uniform draw ``u``: its float cumulative distribution, built the same way."""
+        free = np.ones(len(self.sizes), dtype=bool)
+        free[np.asarray(blocked, dtype=np.int64)] = False
+        weights = self.sizes.astype(np.float64) * free
+        cdf = (weights / weights.sum()).cumsum()
+        cdf /= cdf[-1]
+        return int(cdf.searchsorted(u, side="right"))
+
+
+# Above this many (label, group) pairs to skip, a draw uses numpy rather than a loop.
+_FEW = 64
 
 
 def make_mom_plan(items: Sequence[dict], num_moms: int, num_parts: int = 2,
