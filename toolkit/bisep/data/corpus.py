@@ -656,3 +656,25 @@ def _write_if_changed(path: Path, text: str) -> bool:
         pass
     write_text_atomic(path, text)
     return True
+
+
+class LabelledCorpus(CorpusDataset):
+    """A corpus of single-label clips (MUSIC, VGGSound): every split's manifest holds
+    2-source compositions of clips with different labels, prompted by the labels' texts.
+
+    Subclasses fill :attr:`texts` (label -> its text) in :meth:`sources` and set
+    :attr:`repeats` (split -> how many times each clip is paired).
+    """
+
+    texts: dict[str, str]
+    repeats: dict[str, int]
+
+    def build(self, clips: dict[str, list[Clip]], data_dir: Path) -> dict[str, list[dict]]:
+        def describe(clip: Clip) -> tuple[str, str, str]:
+            label = clip.source.labels[0]
+            return label, clip.source.phrases[0], self.texts[label]
+
+        return {split: self.compose(
+                    draw_pairs(clips.get(split, []), self.repeats[split], self.rng(split)),
+                    data_dir / "wav" / f"{split}_mix", split, describe, label_mixture_prompt)
+                for split in ("train", "valid", "test")}

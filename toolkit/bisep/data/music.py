@@ -28,8 +28,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bisep.data.corpus import (Clip, CorpusDataset, MediaIndex, Source, draw_pairs, hash_split,
-                               label_mixture_prompt, label_phrase, slugify)
+from bisep.data.corpus import (LabelledCorpus, MediaIndex, Source, hash_split, label_phrase,
+                               slugify)
 from bisep.data.manifest import DataError
 
 METADATA_NAMES = ("MUSIC21_solo_videos.json", "MUSIC_solo_videos.json")
@@ -38,7 +38,7 @@ METADATA_HINT = ("Give metadata=PATH (the recipe's --metadata) to MUSIC21_solo_v
                  "(github.com/roudimit/MUSIC_dataset), or put it in the root folder.")
 
 
-class Music(CorpusDataset):
+class Music(LabelledCorpus):
     """The ``music`` dataset plugin: ``Music(**conf).prepare(data_dir)``.
 
     Args:
@@ -124,13 +124,3 @@ class Music(CorpusDataset):
                     max_segments=self.max_segments if split == "train" else 1,
                     looked_for=f"{self.root}/{instrument}/{video}.*"))
         return sources
-
-    def build(self, clips: dict[str, list[Clip]], data_dir: Path) -> dict[str, list[dict]]:
-        def describe(clip: Clip) -> tuple[str, str, str]:
-            label = clip.source.labels[0]
-            return label, clip.source.phrases[0], self.texts[label]
-
-        return {split: self.compose(
-                    draw_pairs(clips.get(split, []), self.repeats[split], self.rng(split)),
-                    data_dir / "wav" / f"{split}_mix", split, describe, label_mixture_prompt)
-                for split in ("train", "valid", "test")}

@@ -24,10 +24,9 @@ Protocol (paper notes, sections 7-8):
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
-from bisep.data.corpus import (Clip, CorpusDataset, MediaIndex, Source, draw_pairs, hash_split,
-                               label_mixture_prompt, label_phrase, slugify)
+from bisep.data.corpus import (LabelledCorpus, MediaIndex, Source, hash_split, label_phrase,
+                               slugify)
 from bisep.data.manifest import DataError
 
 CLIP_SECONDS = 10.0
@@ -37,7 +36,7 @@ METADATA_HINT = ("Give metadata=PATH (the recipe's --metadata) to vggsound.csv f
                  "start_seconds, label, train|test), or put it in the root folder.")
 
 
-class VGGSound(CorpusDataset):
+class VGGSound(LabelledCorpus):
     """The ``vggsound`` dataset plugin: ``VGGSound(**conf).prepare(data_dir)``.
 
     Args:
@@ -137,13 +136,3 @@ class VGGSound(CorpusDataset):
                 caption=label_phrase(label_text), center=center,
                 looked_for=f"{self.root}/**/{clip_id}.* (or {video}_{start}_*.*, {video}.*)"))
         return sources
-
-    def build(self, clips: dict[str, list[Clip]], data_dir: Path) -> dict[str, list[dict]]:
-        def describe(clip: Clip) -> tuple[str, str, str]:
-            label = clip.source.labels[0]
-            return label, clip.source.phrases[0], self.texts[label]
-
-        return {split: self.compose(
-                    draw_pairs(clips.get(split, []), self.repeats[split], self.rng(split)),
-                    data_dir / "wav" / f"{split}_mix", split, describe, label_mixture_prompt)
-                for split in ("train", "valid", "test")}
