@@ -509,12 +509,7 @@ def plot(experiments: list[Experiment], path: str | Path, n_items: int = 2) -> P
                  "recipe stage 5 to see spectrograms here")
     for c, exp in enumerate(experiments):
         _draw_curves(fig.add_subplot(grid[n_rows - 1, c]), exp)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_fraction(arms: list[Arm], path: str | Path) -> Path:
@@ -547,6 +542,13 @@ def plot_fraction(arms: list[Arm], path: str | Path) -> Path:
     ax.set_xlabel("training clips whose stems were used (%)")
     ax.set_ylabel("test SDR (dB)")
     ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG atomically and release it."""
+    import matplotlib.pyplot as plt
+
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=90, format="png")
