@@ -6,8 +6,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as taf
 
-from bisep.data.media import (MediaError, check_usable, load_media, media_duration, resample,
-                              rms_db)
+from bisep.audio import resample_audio as resample
+from bisep.data.media import MediaError, check_usable, load_media, media_duration, rms_db
 from corpus_fakes import signal, write_broken, write_mp4, write_wav
 
 
@@ -133,10 +133,11 @@ def test_mp4_batched_channel_average_is_per_frame_mean(tmp_path, monkeypatch, ch
 
 def test_resample_is_torchaudio_functional_exactly():
     """The kept Resample transform gives functional.resample's numbers (kernel built once)."""
-    import bisep.data.media as media
+    import bisep.audio
 
     x = signal(5, 0.5, 44100)[0]
     for orig, new in ((44100, 16000), (48000, 16000), (22050, 16000), (8000, 16000)):
         expected = taf.resample(torch.from_numpy(x), orig, new).numpy()
         np.testing.assert_array_equal(resample(x, orig, new), expected)
-    assert media._resampler(44100, 16000) is media._resampler(44100, 16000)
+    assert bisep.audio._resampler(44100, 16000, torch.float32) is \
+        bisep.audio._resampler(44100, 16000, torch.float32)

@@ -5,6 +5,7 @@ uses ``torchaudio.functional.resample``. Arrays are ``float32`` shaped ``(channe
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -64,14 +65,27 @@ def read(path: str | Path, sample_rate: int | None = None, mono: bool = False,
 
 
 def resample_audio(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    """Band-limited resampling with torchaudio. Shape ``(..., time)`` is kept."""
-    if orig_rate == new_rate:
+    """Band-limited resampling with torchaudio (``functional.resample``'s numbers). Shape
+    ``(..., time)`` and dtype are kept.
+
+    The windowed-sinc kernel is built once per pair of rates and dtype (a kept
+    ``torchaudio.transforms.Resample``): ``functional.resample`` rebuilds it on every call,
+    which cost more than the filtering itself for a 10 s clip
+    (``benchmarks/corpus_extract.py``).
+    """
+    if orig_rate == new_rate or audio.shape[-1] == 0:
         return audio
     import torch
-    import torchaudio.functional as AF
 
-    out = AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), orig_rate, new_rate)
-    return out.numpy()
+    x = torch.from_numpy(np.ascontiguousarray(audio))
+    return _resampler(orig_rate, new_rate, x.dtype)(x).numpy()
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(orig_rate: int, new_rate: int, dtype):
+    import torchaudio.transforms as tat
+
+    return tat.Resample(orig_rate, new_rate, dtype=dtype)
 
 
 def write(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> Path:

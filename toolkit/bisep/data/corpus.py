@@ -49,9 +49,10 @@ import numpy as np
 import soundfile as sf
 
 from bisep.atomic import atomic_path, write_text_atomic
+from bisep.audio import resample_audio
 from bisep.data.manifest import DataError, manifest_text
 from bisep.data.media import (SILENCE_DB, MediaError, check_usable, decode, media_duration,
-                              resample, rms_db)
+                              rms_db)
 
 MEDIA_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus",
                             ".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".3gp"})
@@ -231,7 +232,7 @@ def _extract(source: Source, wav_dir: Path, s: ExtractSettings) -> list[list[str
         audio, native = decode(source.path)
     # Checked at the file's own rate first: a bad file is rejected before any resampling.
     check_usable(audio, native, source.path, min_seconds, s.silence_db)
-    audio = resample(audio, native, rate)
+    audio = resample_audio(audio, native, rate)
     if source.max_segments == 1 and source.center is not None:
         windows = [(0, audio)]
     else:

@@ -3,8 +3,8 @@
 WAV, FLAC and OGG go through ``soundfile``; videos and other containers (mp4, mkv, webm,
 m4a, mp3, ...) through PyAV, whose wheels bundle FFmpeg (there is no ``ffmpeg`` binary
 to call, and torchaudio >= 2.9 cannot decode without TorchCodec). A file soundfile
-refuses is tried with PyAV before it is declared unreadable. Resampling uses
-``torchaudio.functional.resample``.
+refuses is tried with PyAV before it is declared unreadable. Resampling is
+:func:`bisep.audio.resample_audio` (torchaudio's windowed sinc).
 
 Every failure raises :class:`MediaError` with a reason code, which the skip report of a
 dataset preparation (``skipped.tsv``) records:
@@ -21,11 +21,12 @@ reason              meaning
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from bisep.audio import resample_audio
 
 REASONS = ("missing", "unreadable", "no_audio_stream", "too_short", "silent")
 SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga"})
@@ -75,7 +76,7 @@ def load_media(path: str | Path | None, sample_rate: int, offset: float = 0.0,
         MediaError: ``missing``, ``unreadable`` or ``no_audio_stream``.
     """
     audio, rate = decode(path, offset, duration)
-    return resample(audio, rate, sample_rate)
+    return resample_audio(audio, rate, sample_rate)
 
 
 def decode(path: str | Path | None, offset: float = 0.0,
@@ -157,30 +158,6 @@ def rms_db(audio: np.ndarray) -> float:
     """RMS level in dB re full scale (``-inf`` for digital silence)."""
     power = float(np.mean(np.square(audio, dtype=np.float64))) if len(audio) else 0.0
     return 10 * np.log10(power) if power > 0 else float("-inf")
-
-
-def resample(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    """``torchaudio.functional.resample`` (windowed sinc) for a ``(time,)`` array.
-
-    The same numbers, from a ``torchaudio.transforms.Resample`` kept per pair of rates:
-    ``functional.resample`` rebuilds its sinc kernel on every call, which cost more than
-    the filtering itself for a 10 s clip (``benchmarks/corpus_extract.py``).
-    """
-    audio = np.ascontiguousarray(audio, dtype=np.float32)
-    if orig_rate == new_rate or len(audio) == 0:
-        return audio
-    import torch
-
-    return _resampler(orig_rate, new_rate)(torch.from_numpy(audio)).numpy()
-
-
-@functools.lru_cache(maxsize=16)
-def _resampler(orig_rate: int, new_rate: int):
-    import torch
-    import torchaudio.transforms as tat
-
-    # float32, the dtype functional.resample builds the kernel in for float32 audio.
-    return tat.Resample(orig_rate, new_rate, dtype=torch.float32)
 
 
 def _average_channels(planes: np.ndarray) -> np.ndarray:
