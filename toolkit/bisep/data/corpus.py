@@ -53,6 +53,7 @@ from bisep.audio import resample_audio
 from bisep.data.manifest import DataError, manifest_text
 from bisep.data.media import (SILENCE_DB, MediaError, check_usable, decode, media_duration,
                               rms_db)
+from bisep.data.prompts import join_words
 
 MEDIA_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus",
                             ".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".3gp"})
@@ -80,9 +81,7 @@ def label_phrase(text: str) -> str:
 def label_mixture_prompt(texts: Sequence[str]) -> str:
     """The paper's prompt of a synthetic mixture: ``"The sound mixture of cello and
     violin"``."""
-    texts = list(texts)
-    joined = texts[0] if len(texts) == 1 else f"{', '.join(texts[:-1])} and {texts[-1]}"
-    return MIXTURE_TEMPLATE.format(joined)
+    return MIXTURE_TEMPLATE.format(join_words(texts))
 
 
 # -- sources and splits -----------------------------------------------------------------
