@@ -37,8 +37,9 @@ from bisep.data.manifest import DataError
 
 CSV_FILES = {"train": "train.csv", "val": "val.csv", "test": "test.csv"}
 HEADER = ("audiocap_id", "youtube_id", "start_time", "caption")
-METADATA_HINT = ("Give metadata_dir=PATH (the recipe's --metadata) to the folder holding "
-                 "train.csv, val.csv and test.csv of github.com/cdjkim/audiocaps "
+METADATA_HINT = ("Give metadata_dir=PATH (through the recipe: --local_data_opts '--metadata "
+                 "PATH') to the folder holding train.csv, val.csv and test.csv of "
+                 "github.com/cdjkim/audiocaps "
                  "(dataset/), or put them in the root folder.")
 
 
@@ -73,10 +74,9 @@ class AudioCaps(CorpusDataset):
                  min_duration: float = 5.0, max_phrases: int = 3,
                  valid_fraction: float = 0.5, valid_repeats: int = 1, test_repeats: int = 1,
                  nj: int = 4, seed: int = 1234, silence_db: float = -60.0):
-        super().__init__(root, sample_rate, duration, min_duration, nj, seed, silence_db)
-        for key, value in (("max_phrases", max_phrases), ("valid_repeats", valid_repeats),
-                           ("test_repeats", test_repeats)):
-            self.check_int(key, value, 1)
+        super().__init__(root, sample_rate, duration, min_duration, nj, seed, silence_db,
+                         {"valid": valid_repeats, "test": test_repeats})
+        self.check_int("max_phrases", max_phrases, 1)
         self.check_fraction("valid_fraction", valid_fraction)
         folder = Path(str(metadata_dir)).expanduser().resolve() if metadata_dir else self.root
         self.files = {}
@@ -85,12 +85,10 @@ class AudioCaps(CorpusDataset):
                 raise DataError(f"{self.name}: {folder / name} not found. {METADATA_HINT}")
             self.files[group] = folder / name
         self.max_phrases, self.valid_fraction = max_phrases, valid_fraction
-        self.repeats = {"valid": valid_repeats, "test": test_repeats}
 
     def config(self) -> dict:
         return {**super().config(), "metadata": {g: str(p) for g, p in self.files.items()},
-                "max_phrases": self.max_phrases, "valid_fraction": self.valid_fraction,
-                "repeats": self.repeats}
+                "max_phrases": self.max_phrases, "valid_fraction": self.valid_fraction}
 
     def read_csv(self, group: str) -> dict[str, dict]:
         """``youtube_id -> {"audiocap_ids", "captions"}`` of one csv, in file order."""

@@ -369,12 +369,15 @@ class CorpusDataset:
         nj: parallel extraction processes.
         seed: splits and compositions.
         silence_db: clips (or segments) with a lower RMS level are ``silent``.
+        repeats: split -> passes over its clips when pairing them into 2-source
+            compositions (each at least 1).
     """
 
     name = "corpus"
 
     def __init__(self, root: str | None, sample_rate: int, duration: float,
-                 min_duration: float, nj: int, seed: int, silence_db: float = SILENCE_DB):
+                 min_duration: float, nj: int, seed: int, silence_db: float = SILENCE_DB,
+                 repeats: dict[str, int] | None = None):
         if not root:
             raise DataError(f"{self.name}: no root given: set root=/path/to/your/copy (the "
                             f"recipe's ./run.sh --local_data_opts \"--root /path/to/your/copy\"); "
@@ -394,6 +397,9 @@ class CorpusDataset:
         self.sample_rate, self.duration, self.min_duration = sample_rate, float(duration), \
             float(min_duration)
         self.nj, self.seed, self.silence_db = nj, seed, float(silence_db)
+        for split, value in (repeats or {}).items():
+            self.check_int(f"{split}_repeats", value, 1)
+        self.repeats = dict(repeats or {})
         self.settings = ExtractSettings(sample_rate, round(duration * sample_rate),
                                         max(1, round(min_duration * sample_rate)),
                                         float(silence_db))
@@ -434,7 +440,7 @@ class CorpusDataset:
         """The knobs, recorded in ``meta.json``."""
         return {"root": str(self.root), "sample_rate": self.sample_rate,
                 "duration": self.duration, "min_duration": self.min_duration,
-                "seed": self.seed, "silence_db": self.silence_db}
+                "seed": self.seed, "silence_db": self.silence_db, "repeats": self.repeats}
 
     # -- the pipeline ---------------------------------------------------------------------
     def prepare(self, data_dir: str | Path) -> dict:
@@ -662,12 +668,11 @@ class LabelledCorpus(CorpusDataset):
     """A corpus of single-label clips (MUSIC, VGGSound): every split's manifest holds
     2-source compositions of clips with different labels, prompted by the labels' texts.
 
-    Subclasses fill :attr:`texts` (label -> its text) in :meth:`sources` and set
-    :attr:`repeats` (split -> how many times each clip is paired).
+    Subclasses fill :attr:`texts` (label -> its text) in :meth:`sources` and give
+    ``repeats`` for the three splits.
     """
 
     texts: dict[str, str]
-    repeats: dict[str, int]
 
     def build(self, clips: dict[str, list[Clip]], data_dir: Path) -> dict[str, list[dict]]:
         def describe(clip: Clip) -> tuple[str, str, str]:

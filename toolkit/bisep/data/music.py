@@ -33,9 +33,9 @@ from bisep.data.corpus import (LabelledCorpus, MediaIndex, Source, hash_split, l
 from bisep.data.manifest import DataError
 
 METADATA_NAMES = ("MUSIC21_solo_videos.json", "MUSIC_solo_videos.json")
-METADATA_HINT = ("Give metadata=PATH (the recipe's --metadata) to MUSIC21_solo_videos.json or "
-                 "MUSIC_solo_videos.json from the MUSIC repository "
-                 "(github.com/roudimit/MUSIC_dataset), or put it in the root folder.")
+METADATA_HINT = ("Give metadata=PATH (through the recipe: --local_data_opts '--metadata PATH') "
+                 "to MUSIC21_solo_videos.json or MUSIC_solo_videos.json from the MUSIC "
+                 "repository (github.com/roudimit/MUSIC_dataset), or put it in the root folder.")
 
 
 class Music(LabelledCorpus):
@@ -64,16 +64,14 @@ class Music(LabelledCorpus):
                  test_fraction: float = 0.1, valid_fraction: float = 0.1,
                  train_repeats: int = 2, valid_repeats: int = 2, test_repeats: int = 10,
                  nj: int = 4, seed: int = 1234, silence_db: float = -60.0):
-        super().__init__(root, sample_rate, duration, min_duration, nj, seed, silence_db)
-        for key, value in (("max_segments", max_segments), ("train_repeats", train_repeats),
-                           ("valid_repeats", valid_repeats), ("test_repeats", test_repeats)):
-            self.check_int(key, value, 1)
+        super().__init__(root, sample_rate, duration, min_duration, nj, seed, silence_db,
+                         {"train": train_repeats, "valid": valid_repeats, "test": test_repeats})
+        self.check_int("max_segments", max_segments, 1)
         self.check_fraction("test_fraction", test_fraction)
         self.check_fraction("valid_fraction", valid_fraction)
         self.metadata = self._find_metadata(metadata)
         self.max_segments = max_segments
         self.fractions = [("test", test_fraction), ("valid", valid_fraction * (1 - test_fraction))]
-        self.repeats = {"train": train_repeats, "valid": valid_repeats, "test": test_repeats}
         self.texts: dict[str, str] = {}
 
     def _find_metadata(self, metadata: str | None) -> Path:
@@ -87,8 +85,7 @@ class Music(LabelledCorpus):
 
     def config(self) -> dict:
         return {**super().config(), "metadata": str(self.metadata),
-                "max_segments": self.max_segments, "fractions": dict(self.fractions),
-                "repeats": self.repeats}
+                "max_segments": self.max_segments, "fractions": dict(self.fractions)}
 
     def read_metadata(self) -> dict[str, list[str]]:
         """``instrument -> [youtube id, ...]`` of the JSON (duplicates dropped)."""

@@ -31,8 +31,9 @@ from bisep.data.manifest import DataError
 
 CLIP_SECONDS = 10.0
 CROP_CENTER = 4.5  # seconds into the clip (the paper's crop)
-METADATA_HINT = ("Give metadata=PATH (the recipe's --metadata) to vggsound.csv from "
-                 "https://www.robots.ox.ac.uk/~vgg/data/vggsound/ (rows: youtube_id, "
+METADATA_HINT = ("Give metadata=PATH (through the recipe: --local_data_opts '--metadata PATH') "
+                 "to vggsound.csv from https://www.robots.ox.ac.uk/~vgg/data/vggsound/ "
+                 "(rows: youtube_id, "
                  "start_seconds, label, train|test), or put it in the root folder.")
 
 
@@ -63,25 +64,22 @@ class VGGSound(LabelledCorpus):
                  test_fraction: float = 0.1, valid_fraction: float = 0.02,
                  train_repeats: int = 1, valid_repeats: int = 1, test_repeats: int = 2,
                  nj: int = 4, seed: int = 1234, silence_db: float = -60.0):
-        super().__init__(root, sample_rate, duration, min_duration, nj, seed, silence_db)
+        super().__init__(root, sample_rate, duration, min_duration, nj, seed, silence_db,
+                         {"train": train_repeats, "valid": valid_repeats, "test": test_repeats})
         if split not in ("random", "official"):
             raise DataError(f"{self.name}: split must be 'random' (the paper's) or 'official', "
                             f"got {split!r}.")
-        for key, value in (("train_repeats", train_repeats), ("valid_repeats", valid_repeats),
-                           ("test_repeats", test_repeats)):
-            self.check_int(key, value, 1)
         self.check_fraction("test_fraction", test_fraction)
         self.check_fraction("valid_fraction", valid_fraction)
         self.metadata = self.find_file(metadata or "vggsound.csv", METADATA_HINT)
         self.split, self.whole_videos = split, bool(whole_videos)
         self.test_fraction, self.valid_fraction = test_fraction, valid_fraction
-        self.repeats = {"train": train_repeats, "valid": valid_repeats, "test": test_repeats}
         self.texts: dict[str, str] = {}
 
     def config(self) -> dict:
         return {**super().config(), "metadata": str(self.metadata), "split": self.split,
                 "whole_videos": self.whole_videos, "test_fraction": self.test_fraction,
-                "valid_fraction": self.valid_fraction, "repeats": self.repeats}
+                "valid_fraction": self.valid_fraction}
 
     def read_metadata(self) -> list[tuple[str, int, str, str]]:
         """``[(youtube id, start seconds, label, official split)]``, duplicates dropped."""
