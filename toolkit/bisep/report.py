@@ -94,16 +94,21 @@ class Experiment:
         return 0.0 if self.mode in ("unsupervised", "weak") else None
 
     @property
-    def arm_key(self) -> str:
-        """What the runs of one arm share: the config but its seed and resource keys
-        (:func:`bisep.config.experiment_part`), the data and the plans."""
+    def config_key(self) -> str:
+        """The training config but its seed and resource keys
+        (:func:`bisep.config.experiment_part`); the tag when there is no config."""
         if self.config is None:
             return f"tag:{self.tag}"
         from bisep.config import experiment_part
 
-        config = experiment_part(self.config, drop=("seed",))
+        return json.dumps(experiment_part(self.config, drop=("seed",)), sort_keys=True,
+                          default=str)
+
+    @property
+    def arm_key(self) -> str:
+        """What the runs of one arm share: :attr:`config_key`, the data and the plans."""
         data = {k: (self.data or {}).get(k) for k in ("data_dir", "dump_dir")}
-        return json.dumps([config, data], sort_keys=True, default=str)
+        return json.dumps([self.config_key, data], sort_keys=True)
 
     @property
     def sources(self) -> list[str]:
@@ -299,15 +304,6 @@ class Arm:
     @property
     def stems_fraction(self) -> float | None:
         return self.runs[0].stems_fraction
-
-    @property
-    def config_key(self) -> str:
-        """The training config shared by the runs, without seed and resource keys."""
-        from bisep.config import experiment_part
-
-        config = self.runs[0].config
-        return self.name if config is None else json.dumps(
-            experiment_part(config, drop=("seed",)), sort_keys=True, default=str)
 
     def values(self, metric: str) -> list[float]:
         return [e.stat(metric) for e in self.runs]
@@ -525,7 +521,7 @@ def plot_fraction(arms: list[Arm], path: str | Path) -> Path:
     # One line per training config: the same config trained on different shares of stems.
     lines: dict[str, list[Arm]] = {}
     for arm in fraction_arms(arms):
-        lines.setdefault(arm.config_key, []).append(arm)
+        lines.setdefault(arm.runs[0].config_key, []).append(arm)
     for line in lines.values():
         line.sort(key=lambda a: a.stems_fraction)
         stats = [a.mean_sd("sdr") for a in line]
