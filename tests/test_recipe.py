@@ -7,6 +7,7 @@ covers the option parsing and error messages with a recording fake python.
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -86,3 +87,25 @@ def test_stage_range_reruns_only_those_stages(recipe_run):
     assert "Stage 6" in out.stdout and "Stage 5" not in out.stdout
     assert (exp / "RESULTS.md").exists()
     assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_clap_margin_probe_reads_the_recipe_outputs(recipe_run, tmp_path):
+    # local/clap_margin.py on the real stage 3-6 outputs: one row per kind of audio.
+    root, _ = recipe_run
+    script = RECIPE / "local" / "clap_margin.py"
+    cmd = [sys.executable, str(script), "--exp_dir", str(root / "exp"),
+           "--tags", "weak", "--items", "3"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line.split("|")[1].strip() for line in out.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| audio")]
+    assert rows == ["reference stems", "mixture", "weak estimates"]
+    mixture = next(line for line in out.stdout.splitlines() if line.startswith("| mixture"))
+    assert mixture.split("|")[2].strip() == "0.000"  # both phrases score the same audio
+    summary = json.loads((root / "exp" / "weak" / "scores" / "summary.json").read_text())
+    assert f"| {summary['metrics']['sdr']['mean']:.2f} |" in out.stdout
+    missing = subprocess.run([*cmd[:3], str(tmp_path), "--tags", "weak"], capture_output=True,
+                             text=True, timeout=300)
+    assert missing.returncode == 1
+    assert f"{tmp_path}/mini_clap/mini_clap.pth is missing: run the recipe's stages 3-5" \
+        in missing.stderr
