@@ -13,8 +13,9 @@ import torch
 
 from bisep.checkpoint import CheckpointError, save
 from bisep.conditioners.mini_clap import MINILM_SHA256, MiniClapConditioner, minilm_dir
-from bisep.train.mini_clap import (checkpoint_package, load_train_config, multi_label_loss,
-                                   same_labels, subset_positives)
+from bisep.losses.audio_text import (energy_share_loss, multi_label_loss, same_labels,
+                                     subset_positives)
+from bisep.train.mini_clap import checkpoint_package, load_train_config
 from conftest import REPO, run_cli
 
 PROMPTS = ["the sound of a violin", "the sound of a flute", "the sound of a violin"]

@@ -14,6 +14,7 @@ Splits written by :meth:`SynthMusic.prepare` (manifest format in
 manifest        clips                                                        stems
 ==============  ==========================================================  =======
 clap_pool       single-instrument clips, then 2-instrument mixtures          no
+                (again in each of ``clap_soundfonts``, when given)
 clap_heldout    the same kinds, for evaluating the audio-text model          no
 train           1..4 instruments (``train_num_instruments``)                 yes
 valid, test     2 distinct instruments at equal RMS                          yes
@@ -210,6 +211,10 @@ class SynthMusic:
         soundfont: a General MIDI ``.sf2``; ``None`` = pretty_midi's TimGM6mb. A second
             soundfont (e.g. ``/usr/share/sounds/sf2/FluidR3_GM.sf2``) gives an
             out-of-domain test set.
+        clap_soundfonts: more General MIDI ``.sf2`` files; ``clap_pool`` gets its singles
+            and mixtures again in each of them (new melodies), so that the audio-text model
+            learns instruments rather than one soundfont's samples. The other splits use
+            ``soundfont`` alone.
         num_clap_singles, num_clap_mixtures: ``clap_pool`` clips with one instrument
             (classes balanced) and with two (pairs balanced).
         num_heldout_singles, num_heldout_mixtures: the same for ``clap_heldout``.
@@ -228,7 +233,7 @@ class SynthMusic:
                  num_heldout_mixtures: int = 300, num_train: int = 2000,
                  train_num_instruments: dict = {2: 0.4, 3: 0.3, 4: 0.3},  # noqa: B006 (copied)
                  num_valid: int = 100, num_test: int = 300, stem_rms: float = 0.05,
-                 level_jitter_db: float = 3.0):
+                 level_jitter_db: float = 3.0, clap_soundfonts: list | None = None):
         counts = dict(num_clap_singles=num_clap_singles, num_clap_mixtures=num_clap_mixtures,
                       num_heldout_singles=num_heldout_singles,
                       num_heldout_mixtures=num_heldout_mixtures, num_train=num_train,
@@ -250,15 +255,25 @@ class SynthMusic:
             raise DataError(f"synth_music: level_jitter_db must be in [0, 12], "
                             f"got {level_jitter_db!r}.")
         self.train_num_instruments = self._check_distribution(train_num_instruments)
-        self.soundfont = (Path(soundfont).expanduser().resolve() if soundfont
+        self.soundfont = (self._soundfont_path(soundfont, "soundfont") if soundfont
                           else default_soundfont())
-        if not self.soundfont.is_file():
-            raise DataError(f"synth_music: soundfont {self.soundfont} does not exist. Give "
-                            f"soundfont=PATH.sf2 (e.g. /usr/share/sounds/sf2/FluidR3_GM.sf2 "
-                            f"from the fluid-soundfont-gm package).")
+        self.clap_soundfonts = [self._soundfont_path(path, "clap_soundfonts")
+                                for path in (clap_soundfonts or [])]
         self.seed, self.sample_rate, self.duration = seed, sample_rate, float(duration)
         self.stem_rms, self.level_jitter_db = float(stem_rms), float(level_jitter_db)
         self.counts = counts
+
+    @staticmethod
+    def _soundfont_path(path, key: str) -> Path:
+        if not isinstance(path, (str, Path)):
+            raise DataError(f"synth_music: {key} must name .sf2 files, got {path!r}.")
+        found = Path(path).expanduser().resolve()
+        if not found.is_file():
+            raise DataError(f"synth_music: {key}: soundfont {found} does not exist. Install it "
+                            f"(Debian: `apt-get install csound-soundfont` gives "
+                            f"/usr/share/sounds/sf2/sf_GMbank.sf2, `fluid-soundfont-gm` gives "
+                            f"FluidR3_GM.sf2; tools/install.sh installs both) or change {key}.")
+        return found
 
     @staticmethod
     def _check_distribution(dist) -> dict[int, float]:
@@ -283,16 +298,22 @@ class SynthMusic:
         return dict(sorted(out.items()))
 
     # -- the plan of clips ---------------------------------------------------------------
-    def groups(self) -> list[tuple[str, str, int]]:
-        """``(split, kind, count)`` in writing order; kind is single, pair or natural."""
-        c = self.counts
-        return [("clap_pool", "single", c["num_clap_singles"]),
-                ("clap_pool", "pair", c["num_clap_mixtures"]),
-                ("clap_heldout", "single", c["num_heldout_singles"]),
-                ("clap_heldout", "pair", c["num_heldout_mixtures"]),
-                ("train", "natural", c["num_train"]),
-                ("valid", "pair", c["num_valid"]),
-                ("test", "pair", c["num_test"])]
+    def groups(self) -> list[tuple[str, str, int, Path]]:
+        """``(split, kind, count, soundfont)`` in writing order; kind is single, pair or
+        natural. The ``clap_soundfonts`` groups come last, so adding one leaves every other
+        clip (its random stream is keyed by the group's position) unchanged."""
+        c, main = self.counts, self.soundfont
+        groups = [("clap_pool", "single", c["num_clap_singles"], main),
+                  ("clap_pool", "pair", c["num_clap_mixtures"], main),
+                  ("clap_heldout", "single", c["num_heldout_singles"], main),
+                  ("clap_heldout", "pair", c["num_heldout_mixtures"], main),
+                  ("train", "natural", c["num_train"], main),
+                  ("valid", "pair", c["num_valid"], main),
+                  ("test", "pair", c["num_test"], main)]
+        for extra in self.clap_soundfonts:
+            groups += [("clap_pool", "single", c["num_clap_singles"], extra),
+                       ("clap_pool", "pair", c["num_clap_mixtures"], extra)]
+        return groups
 
     def clip_labels(self, group: int, kind: str, count: int) -> list[list[str]]:
         """The instruments of each clip of a group: classes (singles) and pairs cycled
@@ -354,23 +375,28 @@ class SynthMusic:
     # -- preparing a folder --------------------------------------------------------------
     def fingerprint(self) -> dict:
         """What decides the output: the config, the soundfont's content, the generator."""
-        return {"config": self.config(), "soundfont_sha256": sha256(self.soundfont),
-                "generator_version": GENERATOR_VERSION}
+        found = {"config": self.config(), "soundfont_sha256": sha256(self.soundfont),
+                 "generator_version": GENERATOR_VERSION}
+        if self.clap_soundfonts:
+            found["clap_soundfonts_sha256"] = [sha256(path) for path in self.clap_soundfonts]
+        return found
 
     def config(self) -> dict:
         """The knobs as JSON-able values (recorded in meta.json)."""
         return {"seed": self.seed, "sample_rate": self.sample_rate, "duration": self.duration,
                 "soundfont": str(self.soundfont), **self.counts,
                 "train_num_instruments": {str(k): v for k, v in self.train_num_instruments.items()},
-                "stem_rms": self.stem_rms, "level_jitter_db": self.level_jitter_db}
+                "stem_rms": self.stem_rms, "level_jitter_db": self.level_jitter_db,
+                **({"clap_soundfonts": [str(p) for p in self.clap_soundfonts]}
+                   if self.clap_soundfonts else {})}
 
     def is_prepared(self, data_dir: str | Path) -> bool:
         """True when ``data_dir`` holds a complete output of this exact config."""
         data_dir = Path(data_dir)
         try:
             meta = json.loads((data_dir / "meta.json").read_text())
-            if {k: meta.get(k) for k in ("config", "soundfont_sha256", "generator_version")} \
-                    != self.fingerprint():
+            expected = self.fingerprint()
+            if {k: meta.get(k) for k in expected} != expected:
                 return False
             return all(len(read_manifest(data_dir / f"{split}.jsonl")) == meta["counts"][split]
                        for split in SPLITS)
@@ -398,17 +424,18 @@ class SynthMusic:
         from tqdm import tqdm
 
         start = time.perf_counter()
-        renderer = Renderer(self.soundfont, self.sample_rate)
+        renderers = {path: Renderer(path, self.sample_rate)
+                     for path in [self.soundfont, *self.clap_soundfonts]}
         manifests = {split: [] for split in SPLITS}
         groups = self.groups()
-        bar = tqdm(total=sum(count for *_, count in groups), desc="synth_music", unit="clip",
-                   disable=not sys.stderr.isatty())
+        bar = tqdm(total=sum(count for _, _, count, _ in groups), desc="synth_music",
+                   unit="clip", disable=not sys.stderr.isatty())
         num_stems = 0
-        for group, (split, kind, count) in enumerate(groups, 1):
+        for group, (split, kind, count, soundfont) in enumerate(groups, 1):
             for labels in self.clip_labels(group, kind, count):
                 clip_id = f"{split}_{len(manifests[split]):06d}"
-                stems = self.render_clip(renderer, group, len(manifests[split]), labels,
-                                         equal_rms=split in ("valid", "test"))
+                stems = self.render_clip(renderers[soundfont], group, len(manifests[split]),
+                                         labels, equal_rms=split in ("valid", "test"))
                 manifests[split].append(self._write_clip(data_dir, split, clip_id, stems,
                                                          with_stems=not split.startswith("clap")))
                 num_stems += len(stems)

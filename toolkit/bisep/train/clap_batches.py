@@ -1,0 +1,234 @@
+"""The clips and batches that ``bisep train-clap`` trains mini_clap's audio tower on.
+
+A batch (:class:`BatchMaker`) mixes four kinds of items, because the separator's weak loss
+judges separator outputs that still leak:
+
+- clean single-instrument clips of the pool;
+- 2-instrument mixtures of the pool (rendered as such; their instruments count as equally
+  loud);
+- mixtures made on the fly from clean clips: 2 (sometimes 3) instruments, each added one at a
+  level from ``added_level_db`` under or at the first one's, from leakage to a balanced mix;
+- *masked outputs*, which look like a separator's: a made mixture of 2 (sometimes 3)
+  instruments at levels from ``masked_level_db`` passes through a time-frequency mask built
+  from the first instrument's ratio mask (sharpened or softened), blended with a smooth
+  random mask. Because masking is linear, the output is exactly the sum of each
+  instrument's masked part, so how much of each instrument it holds is known.
+
+Every item carries the energy of each instrument's part in it (:class:`Batch`): the targets
+of the ``energy`` objective (:func:`bisep.losses.audio_text.energy_share_loss`). Every item
+also gets a random gain and a random circular time shift.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# STFT of the masked outputs: the separators' usual 32 ms window at 16 kHz.
+MASK_N_FFT, MASK_HOP = 512, 128
+
+
+@dataclass
+class ClipSet:
+    """Clips of one manifest held in memory: ``audio`` ``(n, samples)``, ``labels`` per clip
+    (instrument names), ``ids``."""
+
+    audio: torch.Tensor
+    labels: list[tuple[str, ...]]
+    ids: list[str]
+
+    def subset(self, keep) -> "ClipSet":
+        keep = list(keep)
+        return ClipSet(self.audio[keep], [self.labels[i] for i in keep],
+                       [self.ids[i] for i in keep])
+
+
+@dataclass
+class Batch:
+    """One training batch.
+
+    Attributes:
+        audio: ``(M, samples)``.
+        labels: the instruments of each item (sorted).
+        energies: per item, the energy of each instrument's part (relative units).
+    """
+
+    audio: torch.Tensor
+    labels: list[tuple[str, ...]]
+    energies: list[dict[str, float]]
+
+
+def load_clips(manifest: str | Path, sample_rate: int, clip_seconds: float) -> ClipSet:
+    """Read every clip of a manifest at ``sample_rate`` (mono), cut or zero-padded to
+    ``clip_seconds``."""
+    from bisep.audio import read
+    from bisep.data.manifest import read_manifest
+
+    items = read_manifest(manifest)
+    if not items:
+        raise ValueError(f"{manifest} lists no clips; re-run data preparation (recipe stage 1)")
+    length = int(round(clip_seconds * sample_rate))
+    audio = torch.zeros(len(items), length)
+    for i, item in enumerate(items):
+        wav, _ = read(item["audio"], sample_rate=sample_rate, mono=True)
+        wav = torch.from_numpy(wav[0, :length])
+        audio[i, :wav.shape[0]] = wav
+    return ClipSet(audio, [tuple(sorted(item["labels"])) for item in items],
+                   [item["id"] for item in items])
+
+
+def split_by_count(clips: ClipSet) -> tuple[ClipSet, ClipSet]:
+    """(single-instrument clips, clips with two or more)."""
+    single = [i for i, lab in enumerate(clips.labels) if len(lab) == 1]
+    multi = [i for i, lab in enumerate(clips.labels) if len(lab) > 1]
+    return clips.subset(single), clips.subset(multi)
+
+
+def unit_rms(audio: torch.Tensor) -> torch.Tensor:
+    """Each row scaled to RMS 1 (silent rows stay 0)."""
+    rms = audio.square().mean(dim=-1, keepdim=True).sqrt()
+    return audio / rms.clamp_min(1e-8)
+
+
+def db(value: torch.Tensor) -> torch.Tensor:
+    """Amplitude factor of a level in dB."""
+    return 10.0 ** (value / 20.0)
+
+
+def masked_outputs(parts: torch.Tensor, sharpness: torch.Tensor, blend: torch.Tensor,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Separator-like outputs of mixtures, and the energy each source has in them.
+
+    The mask is ``(1 - blend) · R0^sharpness + blend · N``: ``R0`` the magnitude ratio mask of
+    source 0, ``N`` a smooth random mask in [0, 1]. It is applied to the mixture's STFT; the
+    output is the sum of the masked sources, each of which is returned as an energy.
+
+    Args:
+        parts: the sources of each mixture (zero rows for absent ones).
+        sharpness: exponent of the ratio mask per mixture (> 1 sharper, < 1 softer).
+        blend: share of the random mask per mixture, in [0, 1].
+        generator: for the random masks.
+
+    Shape:
+        - parts: ``(n, P, samples)``.
+        - sharpness, blend: ``(n,)``.
+        - output: ``((n, samples), (n, P))``.
+    """
+    n, p, length = parts.shape
+    window = torch.hann_window(MASK_N_FFT, device=parts.device)
+    spec = torch.stft(parts.reshape(n * p, length), MASK_N_FFT, MASK_HOP, window=window,
+                      return_complex=True).reshape(n, p, MASK_N_FFT // 2 + 1, -1)
+    mag = spec.abs()
+    ratio = mag[:, 0] / mag.sum(dim=1).clamp_min(1e-8)
+    freqs, frames = ratio.shape[-2:]
+    # Smooth noise: uniform values on a coarse grid (about 500 Hz x 64 ms), interpolated.
+    coarse = torch.rand(n, 1, freqs // 16 + 2, frames // 8 + 2, generator=generator)
+    noise = F.interpolate(coarse, size=(freqs, frames), mode="bilinear",
+                          align_corners=False)[:, 0]
+    mask = (1 - blend)[:, None, None] * ratio ** sharpness[:, None, None] \
+        + blend[:, None, None] * noise
+    masked = torch.istft((mask[:, None] * spec).reshape(n * p, freqs, frames), MASK_N_FFT,
+                         MASK_HOP, window=window, length=length).reshape(n, p, length)
+    return masked.sum(dim=1), masked.square().sum(dim=-1)
+
+
+class BatchMaker:
+    """Draws the training batches described in the module docstring (seeded).
+
+    Args:
+        singles, mixtures: the pool's single-instrument clips and its mixtures.
+        conf: the resolved train config (:class:`bisep.train.mini_clap.MiniClapTrainConfig`).
+        captions: the templates a caption is drawn from (a template with ``{}``, or
+            ``None`` for the separator's :func:`~bisep.data.prompts.mixture_prompt`).
+    """
+
+    def __init__(self, singles: ClipSet, mixtures: ClipSet, conf: dict, captions: list):
+        self.singles, self.mixtures = singles, mixtures
+        self.single_audio = unit_rms(singles.audio)
+        self.mixture_audio = unit_rms(mixtures.audio)
+        self.conf = conf
+        self.captions = captions
+        self.generator = torch.Generator().manual_seed(conf["seed"])
+        self.rng = np.random.default_rng(conf["seed"])
+        self.by_label: dict[str, list[int]] = {}
+        for i, (label,) in enumerate(singles.labels):
+            self.by_label.setdefault(label, []).append(i)
+        self.label_names = sorted(self.by_label)
+
+    def _uniform(self, low_high, n: int) -> torch.Tensor:
+        low, high = low_high
+        return low + (high - low) * torch.rand(n, generator=self.generator)
+
+    def _draw_parts(self, level_db) -> tuple[torch.Tensor, tuple[str, ...]]:
+        """``(count, samples)`` unit-RMS clips of distinct instruments, each after the first
+        at a level from ``level_db``; their labels in the same order."""
+        count = 3 if self.rng.random() < self.conf["three_fraction"] else 2
+        count = min(count, len(self.label_names))
+        labels = self.rng.choice(self.label_names, size=count, replace=False)
+        idx = [int(self.rng.choice(self.by_label[lab])) for lab in labels]
+        levels = torch.cat([torch.zeros(1), self._uniform(level_db, count - 1)])
+        return db(levels)[:, None] * self.single_audio[idx], tuple(str(x) for x in labels)
+
+    def _made_mixtures(self, n: int):
+        audio, labels, energies = [], [], []
+        for _ in range(n):
+            parts, names = self._draw_parts(self.conf["added_level_db"])
+            audio.append(parts.sum(dim=0))
+            labels.append(tuple(sorted(names)))
+            energies.append(dict(zip(names, parts.square().sum(dim=-1).tolist())))
+        return audio, labels, energies
+
+    def _masked(self, n: int):
+        drawn = [self._draw_parts(self.conf["masked_level_db"]) for _ in range(n)]
+        most = max(parts.shape[0] for parts, _ in drawn)
+        parts = torch.zeros(n, most, self.single_audio.shape[1])
+        for i, (item, _) in enumerate(drawn):
+            parts[i, :item.shape[0]] = item
+        low, high = self.conf["mask_sharpness"]
+        sharpness = torch.exp(self._uniform((np.log(low), np.log(high)), n))
+        blend = self._uniform((0.0, self.conf["mask_max_blend"]), n)
+        audio, energy = masked_outputs(parts, sharpness, blend, self.generator)
+        energies = [dict(zip(names, energy[i, :len(names)].tolist()))
+                    for i, (_, names) in enumerate(drawn)]
+        return list(audio), [tuple(sorted(names)) for _, names in drawn], energies
+
+    def caption(self, labels) -> str:
+        """A caption naming ``labels`` in a random order with a random template."""
+        from bisep.data.prompts import fill, mixture_prompt
+
+        labels = list(self.rng.permutation(list(labels)))
+        template = self.captions[int(self.rng.integers(len(self.captions)))]
+        return mixture_prompt(labels) if template is None else fill(template, labels)
+
+    def __call__(self) -> Batch:
+        """One batch."""
+        conf = self.conf
+        clean = torch.randint(len(self.singles.ids), (conf["clean_per_batch"],),
+                              generator=self.generator)
+        parts = [self.single_audio[clean]]
+        labels = [self.singles.labels[i] for i in clean.tolist()]
+        energies = [{lab[0]: 1.0} for lab in labels]
+        if conf["pool_mixtures_per_batch"] and len(self.mixtures.ids):
+            pool = torch.randint(len(self.mixtures.ids), (conf["pool_mixtures_per_batch"],),
+                                 generator=self.generator)
+            parts.append(self.mixture_audio[pool])
+            labels += [self.mixtures.labels[i] for i in pool.tolist()]
+            energies += [{lab: 1.0 for lab in self.mixtures.labels[i]} for i in pool.tolist()]
+        if len(self.label_names) > 1:
+            for count, make in ((conf["made_mixtures_per_batch"], self._made_mixtures),
+                                (conf["masked_per_batch"], self._masked)):
+                if count:
+                    audio, more_labels, more_energies = make(count)
+                    parts.append(torch.stack(audio))
+                    labels += more_labels
+                    energies += more_energies
+        audio = unit_rms(torch.cat(parts))
+        # RMS 0.05 (the renders' level) times a random gain; the tower normalises the level
+        # itself, so the gain only moves the clip against the log floor and float rounding.
+        audio = 0.05 * db(self._uniform(conf["gain_db"], audio.shape[0]))[:, None] * audio
+        shifts = torch.randint(audio.shape[1], (audio.shape[0],), generator=self.generator)
+        audio = torch.stack([torch.roll(a, int(s)) for a, s in zip(audio, shifts)])
+        return Batch(audio, labels, energies)
