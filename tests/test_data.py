@@ -190,6 +190,34 @@ def test_prepare_again_is_a_noop_and_a_killed_run_is_redone(tiny, tmp_path, monk
     assert not SynthMusic(**{**small, "seed": 1}).is_prepared(out)  # another config redoes
 
 
+CSOUND_SF2 = Path("/usr/share/sounds/sf2/sf_GMbank.sf2")  # tools/install.sh installs it
+
+
+def test_clap_soundfonts_add_pool_clips_and_change_nothing_else(tiny, tmp_path):
+    more = tmp_path / "more"
+    meta = SynthMusic(**TINY, clap_soundfonts=[str(CSOUND_SF2)]).prepare(more)
+    assert meta["clap_soundfonts_sha256"] == [synth_music.sha256(CSOUND_SF2)]
+    pool = read_manifest(more / "clap_pool.jsonl")
+    base_pool = read_manifest(tiny / "clap_pool.jsonl")
+    assert len(pool) == 2 * len(base_pool)
+    # The first soundfont's clips and every other split are the same files as without it.
+    base = {k: v for k, v in tree_digest(tiny).items() if k.startswith("wav/")}
+    found = {k: v for k, v in tree_digest(more).items() if k.startswith("wav/")}
+    assert {k: v for k, v in found.items() if k in base} == base
+    new_clips = [p for p in found if p not in base]
+    assert new_clips and all(p.startswith("wav/clap_pool/") for p in new_clips)
+    # The extra soundfont renders other sounds (not a copy of the first one's clips).
+    first, extra = pool[0], pool[len(base_pool)]
+    assert md5(first["audio"]) != md5(extra["audio"])
+    assert SynthMusic(**TINY, clap_soundfonts=[str(CSOUND_SF2)]).is_prepared(more)
+    assert not SynthMusic(**TINY).is_prepared(more)
+    with pytest.raises(DataError, match=r"clap_soundfonts: soundfont .*none.sf2 does not "
+                                        r"exist.*csound-soundfont"):
+        SynthMusic(clap_soundfonts=[str(tmp_path / "none.sf2")])
+    with pytest.raises(DataError, match="clap_soundfonts must name .sf2 files"):
+        SynthMusic(clap_soundfonts=[3])
+
+
 def test_bad_config_is_refused(tmp_path):
     with pytest.raises(DataError, match="sum to 0.9"):
         SynthMusic(train_num_instruments={2: 0.5, 3: 0.4})

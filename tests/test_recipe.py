@@ -90,11 +90,15 @@ def test_stage_range_reruns_only_those_stages(recipe_run):
 
 
 def test_clap_margin_probe_reads_the_recipe_outputs(recipe_run, tmp_path):
-    # local/clap_margin.py on the real stage 3-6 outputs: one row per kind of audio.
+    # local/clap_margin.py on the real stage 3-6 outputs: one row per kind of audio, the
+    # judge's rank correlation with SDR, and the figures recorded in an eval.json.
+    import csv
+
     root, _ = recipe_run
     script = RECIPE / "local" / "clap_margin.py"
+    record = tmp_path / "eval.json"
     cmd = [sys.executable, str(script), "--exp_dir", str(root / "exp"),
-           "--tags", "weak", "--items", "3"]
+           "--tags", "weak", "--items", "3", "--write_eval", str(record)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [line.split("|")[1].strip() for line in out.stdout.splitlines()
@@ -102,10 +106,17 @@ def test_clap_margin_probe_reads_the_recipe_outputs(recipe_run, tmp_path):
     assert rows == ["reference stems", "mixture", "weak estimates"]
     mixture = next(line for line in out.stdout.splitlines() if line.startswith("| mixture"))
     assert mixture.split("|")[2].strip() == "0.000"  # both phrases score the same audio
-    summary = json.loads((root / "exp" / "weak" / "scores" / "summary.json").read_text())
-    assert f"| {summary['metrics']['sdr']['mean']:.2f} |" in out.stdout
+    # The SDR column is the mean over the judged outputs (the first 3 items' sources).
+    items = [json.loads(line)["id"] for line in
+             (root / "exp" / "weak" / "separated" / "items.jsonl").read_text().splitlines()][:3]
+    with open(root / "exp" / "weak" / "scores" / "per_item.csv") as handle:
+        sdrs = [float(r["sdr"]) for r in csv.DictReader(handle) if r["item"] in items]
+    assert f"| {sum(sdrs) / len(sdrs):.2f} |" in out.stdout
+    assert f"over all {len(sdrs)} outputs" in out.stdout
+    found = json.loads(record.read_text())["separated_outputs"]["separated"]
+    assert found["outputs"] == len(sdrs) and found["runs"]["weak"]["outputs"] == len(sdrs)
     missing = subprocess.run([*cmd[:3], str(tmp_path), "--tags", "weak"], capture_output=True,
                              text=True, timeout=300)
     assert missing.returncode == 1
-    assert f"{tmp_path}/mini_clap/mini_clap.pth is missing: run the recipe's stages 3-5" \
-        in missing.stderr
+    assert f"{tmp_path}/mini_clap/mini_clap.pth is missing" in missing.stderr
+    assert "stages 3-6" in missing.stderr

@@ -101,11 +101,12 @@ def test_report_tables_and_figure(exp_dir):
     assert names[start:start + 5] == ["mixture (no separation)", "unsup", "train_weak_x", "sup",
                                       "semi"]
     weak_row = rows[start + 2].split("|")
-    assert weak_row[2].strip() == "weak" and weak_row[3].strip() == "2"
-    assert weak_row[4].strip() == f"{sdr['train_weak_x']:.2f}"
+    # The config records no trainer.monitor here: the selection rule shows as unknown.
+    assert weak_row[2].strip() == "weak" and weak_row[3].strip() == "?"
+    assert weak_row[4].strip() == "2" and weak_row[5].strip() == f"{sdr['train_weak_x']:.2f}"
     assert rows[start + 1].split("|")[2].strip() == "unsupervised (from tag)"
     mix_sdr = summaries["unsup"]["metrics"]["sdr_mix"]["mean"]
-    assert rows[start].split("|")[4].strip() == f"{mix_sdr:.2f}"
+    assert rows[start].split("|")[5].strip() == f"{mix_sdr:.2f}"
     # Ratios beside the paper's.
     assert (f"| weak / unsupervised | 1.71 (+71%) | {sdr['train_weak_x'] / sdr['unsup']:.3f} |"
             in text)
@@ -233,3 +234,16 @@ def test_corrupt_records_name_the_file(seeds_dir, tmp_path):
     (copy / "weak" / "config.yaml").write_text("mode: [weak\n")
     rc, _, err = cli("report", "--exp-dir", copy, "--no-figure")
     assert rc == 2 and "weak/config.yaml: not valid YAML" in err
+
+
+def test_rows_name_the_checkpoint_selection_and_audio_queries(tmp_path):
+    from bisep.report import Experiment, _mode_text
+
+    def exp(config):
+        return Experiment("t", tmp_path, "unsupervised", "config.yaml", {}, None, config)
+
+    clipsep = exp({"trainer": {"monitor": "val_si_sdr"}, "data": {"query_source": "audio"}})
+    assert clipsep.selection == "val_si_sdr (stems)"
+    assert _mode_text(clipsep) == "unsupervised, audio queries"
+    plain = exp({"trainer": {"monitor": "val_loss"}, "data": {"query_source": "text"}})
+    assert plain.selection == "val_loss" and _mode_text(plain) == "unsupervised"

@@ -242,3 +242,58 @@ def test_reference_set_queries_each_reference_with_its_items_phrase(tmp_path):
         expected = sf.read(tmp_path / f"caps_{label}.wav", dtype="float32")[0]
         torch.testing.assert_close(caps["references"][row], torch.from_numpy(expected))
     assert music["prompts"] == [phrase("cello"), phrase("violin")]
+
+
+def test_audio_queries_train_on_the_mixtures_own_embedding(corpus, tmp_path):
+    # data.query_source: audio (the CLIPSep-style baseline): L_UNS queries each mixture with
+    # the query encoder's embedding of its audio; the text embedding is never asked for.
+    from bisep.config import load_config
+    from bisep.data.mom import MoMDataset, collate_mom
+    from bisep.train.inputs import StepInputs
+    from bisep.train.module import SeparationModule
+
+    config = load_config(TINY / "train_weak.yaml", ["data.query_source=audio"])
+    module = SeparationModule(config)
+    data = MoMDataset(corpus / "dump" / "mom_train.jsonl", corpus / "data" / "train.jsonl",
+                      num_phrases=4)
+    batch = collate_mom([data[0], data[1]])
+    seen = []
+    original = module.separator.predict_masks
+
+    def record(features, cond):
+        seen.append(cond.embedding)
+        return original(features, cond)
+
+    module.separator.predict_masks = record
+    inputs = StepInputs(module.separator, module.conditioner, module.embed_prompts, batch,
+                        query_source="audio")
+    with torch.no_grad():
+        masks = inputs["mixture_masks"]
+        expected = module.conditioner.embed_audio(batch["mixtures"].reshape(4, -1))
+    assert masks.shape[:2] == (2, 2)
+    torch.testing.assert_close(seen[0], expected.reshape(2, 2, -1))
+    text = StepInputs(module.separator, module.conditioner, module.embed_prompts, batch)
+    with torch.no_grad():
+        text["mixture_masks"]
+    assert not torch.allclose(seen[1], seen[0])
+    # And a whole run with it: the recorded config keeps the option.
+    exp = tmp_path / "audio_queries"
+    train(corpus, exp, "train_weak.yaml", "data.query_source=audio", "trainer.max_steps=2")
+    assert "query_source: audio" in (exp / "config.yaml").read_text()
+
+
+def test_a_loss_term_can_warm_up():
+    from bisep.config import ConfigError, load_config
+    from bisep.train.module import SeparationModule
+
+    config = load_config(TINY / "train_weak.yaml")
+    config["criterions"][1].update(start_step=10, ramp_steps=4)
+    module = SeparationModule(config)
+    factors = [module.term_factor(1, step) for step in (0, 9, 10, 12, 14, 100)]
+    assert factors == [0.0, 0.0, 0.2, 0.6, 1.0, 1.0]
+    assert module.term_factor(1, None) == 1.0 and module.term_factor(0, 0) == 1.0
+    with pytest.raises(ConfigError, match=r"criterions\[1\].start_step.*>= 0"):
+        load_config(TINY / "train_weak.yaml", ["criterions=[{name: mix_separate}, "
+                                               "{name: mix_separate, start_step: -1}]"])
+    with pytest.raises(ConfigError, match="data.query_source must be one of text, audio"):
+        load_config(TINY / "train_weak.yaml", ["data.query_source=image"])

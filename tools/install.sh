@@ -14,14 +14,17 @@ python=${PYTHON:-python3}
 
 log() { echo "[install $(date +%H:%M:%S)] $*"; }
 
-# Debian packages: a C compiler for pesq (pulled in by asteroid) and libsndfile for soundfile
-# fallback. Installed when we are root; otherwise we say what is missing.
+# Debian packages: a C compiler for pesq (pulled in by asteroid), and csound's General MIDI
+# soundfont, the second soundfont the synth_music recipe trains its query encoder on.
+# Installed when we are root; otherwise we say what is missing.
 need_apt=()
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+[ -f /usr/share/sounds/sf2/sf_GMbank.sf2 ] || need_apt+=(csound-soundfont)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         log "installing Debian packages: ${need_apt[*]}"
-        apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends "${need_apt[@]}"
     else
         echo "install.sh: missing system packages: ${need_apt[*]}" >&2
         echo "  run as root: apt-get install -y ${need_apt[*]}" >&2

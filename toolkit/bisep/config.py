@@ -60,6 +60,10 @@ DATA_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     # whose clips do not fit (VGGSound: ~40 GB), which are then read from disk each time.
     "cache_audio": ((bool,), True),
     "num_phrases": ((int,), 4),
+    # What the mixture-level queries of L_UNS are: the captions' text embeddings, or the
+    # query encoder's embedding of the mixture audio itself (CLIPSep-style training that
+    # needs no text; tested with text queries all the same).
+    "query_source": ((str,), "text"),
     "valid_batch_size": ((int,), 16),
     "max_valid_items": ((int, type(None)), None),
 }
@@ -89,7 +93,12 @@ CRITERION_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "name": ((str,), None),
     "conf": ((dict,), {}),
     "weight": ((int, float), 1.0),
+    # Warm-up: the term is off before start_step, then its weight rises linearly to
+    # `weight` over ramp_steps (validation always uses the full weight).
+    "start_step": ((int,), 0),
+    "ramp_steps": ((int,), 0),
 }
+QUERY_SOURCES = ("text", "audio")
 # torch.optim / torch.optim.lr_scheduler classes by the names configs use.
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
 SCHEDULERS = {"steplr": "StepLR", "cosineannealinglr": "CosineAnnealingLR",
@@ -219,6 +228,10 @@ def check_top_level(cfg: dict, lines: LineMap) -> None:
             if not _is_instance(value, types):
                 raise ConfigError(f"{lines.where(section, key)}: '{section}.{key}' must be "
                                   f"{_type_names(types)}, got {type(value).__name__} {value!r}.")
+    query_source = (cfg.get("data") or {}).get("query_source", "text")
+    if query_source not in QUERY_SOURCES:
+        raise ConfigError(f"{lines.where('data', 'query_source')}: data.query_source must be "
+                          f"one of {', '.join(QUERY_SOURCES)}, got {query_source!r}.")
     for i, item in enumerate(cfg.get("criterions") or []):
         if not isinstance(item, dict):
             raise ConfigError(f"{lines.where('criterions', i)}: each criterion must be a mapping "
@@ -233,6 +246,10 @@ def check_top_level(cfg: dict, lines: LineMap) -> None:
                                   f"must be {_type_names(types)}, got {value!r}.")
         if "name" not in item:
             raise ConfigError(f"{lines.where('criterions', i)}: criterions[{i}] has no 'name'.")
+        for key in ("start_step", "ramp_steps"):
+            if item.get(key, 0) < 0:
+                raise ConfigError(f"{lines.where('criterions', i, key)}: 'criterions[{i}].{key}' "
+                                  f"must be >= 0, got {item[key]!r}.")
 
 
 def signature_defaults(factory: Callable) -> tuple[dict[str, Any], bool]:
@@ -343,7 +360,9 @@ def resolve(cfg: dict, lines: LineMap | None = None, registry=None) -> dict:
                             lambda *k, i=i: lines.where("criterions", i, "conf", *k),
                             f"criterions[{i}].conf", f"loss '{item['name']}'")
         criterions.append({"name": item["name"], "conf": conf,
-                           "weight": float(item.get("weight", 1.0))})
+                           "weight": float(item.get("weight", 1.0)),
+                           "start_step": int(item.get("start_step", 0)),
+                           "ramp_steps": int(item.get("ramp_steps", 0))})
     out["criterions"] = criterions
     optim_cls = _torch_class("optim", out["optim"], OPTIMIZERS, lines.where("optim"))
     out["optim_conf"] = resolve_conf(optim_cls, out["optim_conf"],

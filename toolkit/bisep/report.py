@@ -86,6 +86,15 @@ class Experiment:
         return (self.config or {}).get("seed")
 
     @property
+    def selection(self) -> str:
+        """Which validation figure chose the exported checkpoint (``trainer.monitor``);
+        ``val_si_sdr`` reads the validation stems, a protocol choice the tables show."""
+        monitor = ((self.config or {}).get("trainer") or {}).get("monitor")
+        if monitor is None:
+            return "?"
+        return f"{monitor} (stems)" if monitor.startswith("val_si_sdr") else monitor
+
+    @property
     def stems_fraction(self) -> float | None:
         """Share of the training clips whose stems training read (``data.json``); 0 for
         the modes that read none, ``None`` when unrecorded."""
@@ -253,16 +262,16 @@ def render_markdown(experiments: list[Experiment], figure: str | None = None,
 
 def summary_table(experiments: list[Experiment]) -> list[str]:
     """Mean metrics per experiment, with the unprocessed mixture as baseline rows."""
-    head = ["experiment", "mode", "items", *(title for _, title in METRICS)]
+    head = ["experiment", "mode", "selected on", "items", *(title for _, title in METRICS)]
     rows = []
     for label, exp in _baselines(experiments):
         values = {"sdr": exp.stat("sdr_mix"), "si_sdr": exp.stat("si_sdr_mix"), "sdri": 0.0}
-        rows.append([label, "-", _items_text(exp),
+        rows.append([label, "-", "-", _items_text(exp),
                      *(_db(values[m]) if m in values else "-" for m, _ in METRICS)])
     for exp in experiments:
-        rows.append([exp.tag, _mode_text(exp), _items_text(exp),
+        rows.append([exp.tag, _mode_text(exp), exp.selection, _items_text(exp),
                      *(_db(exp.stat(m)) for m, _ in METRICS)])
-    return _table(head, rows, text_columns=2)
+    return _table(head, rows, text_columns=3)
 
 
 def ratio_table(experiments: list[Experiment]) -> list[str]:
@@ -451,7 +460,10 @@ def _meta_lines(meta_file: Path, where: Path | None) -> list[str]:
 def _mode_text(exp: Experiment) -> str:
     if exp.mode is None:
         return "mode unknown"
-    return exp.mode if exp.mode_origin == "config.yaml" else f"{exp.mode} (from tag)"
+    text = exp.mode if exp.mode_origin == "config.yaml" else f"{exp.mode} (from tag)"
+    if ((exp.config or {}).get("data") or {}).get("query_source") == "audio":
+        text += ", audio queries"
+    return text
 
 
 def _items_text(exp: Experiment) -> str:

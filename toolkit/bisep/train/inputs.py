@@ -85,14 +85,18 @@ class StepInputs:
         embed_prompts: ``prompts -> Conditioning`` of shape ``(1, len(prompts), ...)``
             (the module caches text embeddings: the conditioner is frozen).
         batch: a collated mixture-of-mixtures batch (``bisep.data.mom.collate_mom``).
+        query_source: ``"text"``: the mixture-level queries are the captions' embeddings;
+            ``"audio"``: the conditioner's embedding of each mixture's own audio (CLIPSep-style
+            training; phrases and single sources stay text queries).
     """
 
     def __init__(self, separator, conditioner, embed_prompts: Callable[[list[str]], Conditioning],
-                 batch: dict):
+                 batch: dict, query_source: str = "text"):
         self.separator = separator
         self.conditioner = conditioner
         self.embed_prompts = embed_prompts
         self.batch = batch
+        self.query_source = query_source
         self._cache: dict[str, object] = {}
 
     def __getitem__(self, name: str):
@@ -140,7 +144,20 @@ class StepInputs:
         return self._mags(self.batch["mixtures"])
 
     def _mixture_masks(self):
+        if self.query_source == "audio":
+            return self.separator.predict_masks(self["features"],
+                                                self._audio_conditioning(self.batch["mixtures"]))
         return self._masks(self.batch["mixture_prompts"])
+
+    def _audio_conditioning(self, wavs: torch.Tensor) -> Conditioning:
+        """Conditioning ``(B, M, D)`` from the conditioner's embedding of ``wavs (B, M, L)``;
+        a query, not a judgement: no gradient flows into it."""
+        b, m, length = wavs.shape
+        with torch.no_grad():
+            audio = _resample(wavs.reshape(b * m, length), self.separator.sample_rate,
+                              self.conditioner.sample_rate)
+            emb = self.conditioner.embed_audio(audio)
+        return Conditioning(emb.reshape(b, m, -1).to(wavs.dtype))
 
     def _phrase_masks(self):
         phrases = self.batch["phrases"]

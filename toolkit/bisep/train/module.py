@@ -27,7 +27,7 @@ class SeparationModule(pl.LightningModule):
     """Separator + frozen conditioner + weighted loss terms, from a resolved config.
 
     Args:
-        config: a config resolved by :func:`bisep.train.options.resolve_train_config`.
+        config: a config resolved by :func:`bisep.config.load_config`.
         registry: plugin registry (default: the global one).
     """
 
@@ -44,13 +44,21 @@ class SeparationModule(pl.LightningModule):
                 f"separator_conf.query_dim is {self.separator.query_dim} but conditioner "
                 f"'{config['conditioner']}' gives {self.conditioner.embed_dim}-d embeddings; "
                 f"set separator_conf.query_dim: {self.conditioner.embed_dim}")
+        self.query_source = config["data"].get("query_source", "text")
+        if self.query_source == "audio" and self.separator.uses_tokens:
+            raise ValueError(
+                f"data.query_source: audio gives one pooled embedding per query, but separator "
+                f"'{config['separator']}' with these settings reads text token states; use "
+                f"data.query_source: text or a separator without token conditioning")
         self.terms = torch.nn.ModuleList()
         self.term_specs: list[tuple[str, float, list[str], list[str]]] = []
+        self.term_schedules: list[tuple[int, int]] = []
         for item in config["criterions"]:
             term = registry.build("loss", item["name"], **item["conf"])
             required, optional = term_inputs(term, item["name"])
             self.terms.append(term)
             self.term_specs.append((item["name"], item["weight"], required, optional))
+            self.term_schedules.append((item.get("start_step", 0), item.get("ramp_steps", 0)))
         self._text_cache: dict[str, tuple] = {}
         self.wants_tokens = (self.separator.uses_tokens
                              and self.conditioner.token_dim is not None)
@@ -91,13 +99,34 @@ class SeparationModule(pl.LightningModule):
         return Conditioning(emb, tokens, mask)
 
     # -- losses ---------------------------------------------------------------------------
-    def compute_losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The weighted total and each term's value for one batch."""
-        inputs = StepInputs(self.separator, self.conditioner, self.embed_prompts, batch)
+    def term_factor(self, index: int, step: int | None) -> float:
+        """How much of its weight term ``index`` has at ``step`` (``None``: all of it)."""
+        start, ramp = self.term_schedules[index]
+        if step is None or step >= start + ramp:
+            return 1.0
+        if step < start:
+            return 0.0
+        return (step - start + 1) / (ramp + 1)
+
+    def compute_losses(self, batch: dict, step: int | None = None
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted total and each term's value for one batch.
+
+        Args:
+            batch: a collated mixture-of-mixtures batch.
+            step: the training step, for terms that warm up (``criterions[].start_step``);
+                ``None`` weighs every term fully (validation).
+        """
+        inputs = StepInputs(self.separator, self.conditioner, self.embed_prompts, batch,
+                            query_source=self.query_source)
         total, parts = 0.0, {}
-        for term, (name, weight, required, optional) in zip(self.terms, self.term_specs):
+        for index, (term, (name, weight, required, optional)) in enumerate(
+                zip(self.terms, self.term_specs)):
             if SOURCE_INPUTS.intersection(required) and "sources" not in batch:
                 # Semi-supervised: this batch drew no item with single-source targets.
+                continue
+            factor = self.term_factor(index, step)
+            if factor == 0.0:
                 continue
             value = term(**inputs.kwargs_for(required, optional))
             if not torch.isfinite(value):
@@ -106,11 +135,11 @@ class SeparationModule(pl.LightningModule):
                     f"optim_conf.lr or set trainer.gradient_clip_val, and resume from the last "
                     f"checkpoint")
             parts[name] = value.detach()
-            total = total + weight * value
+            total = total + factor * weight * value
         return total, parts
 
     def training_step(self, batch, batch_idx):
-        total, parts = self.compute_losses(batch)
+        total, parts = self.compute_losses(batch, step=self.global_step)
         size = batch["mom"].shape[0]
         self.log("train_loss", total, prog_bar=True, batch_size=size)
         for name, value in parts.items():

@@ -3,7 +3,8 @@
 #
 #   ./run.sh --stop_stage 3 && local/full.sh
 #
-# Steps: extra data sets (stage 1), extra plans (stage 2), every run's stages 4-6 in
+# Steps: extra data sets (stage 1), extra plans (stage 2), extra query encoders (claps:
+# bisep train-clap), every run's stages 4-6 in
 # --jobs parallel jobs, then stage 7 (exp/RESULTS.md); with out_of_domain in the list,
 # every model also separates and scores that test set (stages 5-6, --jobs at a time) and
 # stage 7 reports them. Each step and run resumes where it stopped (run.sh's stages do),
@@ -38,12 +39,12 @@ for needed in data/train.jsonl dump/mom_train.jsonl "${exp_dir}/mini_clap/mini_c
 done
 
 plan=$("${python}" local/full_plan.py --conf "${conf}" --threads "${threads}" \
-                                     --exp_dir "${exp_dir}")
+                                     --exp_dir "${exp_dir}" --python "${python}")
 start=$(date +%s)
 while IFS=$'\t' read -r kind command; do
     log "${kind}: ${command}"
     bash -c "${command}" | tail -n 1
-done < <(grep -P '^(data|plan)\t' <<< "${plan}" || true)
+done < <(grep -P '^(data|plan|clap)\t' <<< "${plan}" || true)
 
 logs=${exp_dir}/full_logs
 mkdir -p "${logs}"

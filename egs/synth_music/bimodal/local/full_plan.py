@@ -1,7 +1,7 @@
 """Expand conf/full.yaml into the run.sh command lines of local/full.sh, one per line.
 
 Each line is ``KIND<TAB>COMMAND``: ``data`` (stage 1 of an extra data set), ``plan``
-(stage 2 of an extra plan), ``run`` (stages 4-6 of one tag) and ``ood`` (stages 5-6 of that
+(stage 2 of an extra plan), ``clap`` (an extra query encoder, skipped once trained), ``run`` (stages 4-6 of one tag) and ``ood`` (stages 5-6 of that
 tag's model on the out-of-domain test set); ``run`` and ``ood`` lines have the tag as their
 second field.
 Errors name the file and the key to fix, and exit with status 2.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-RUN_KEYS = {"config", "plan", "suffix", "seeds"}
+RUN_KEYS = {"config", "plan", "suffix", "seeds", "clap"}
 MIX_OPTIONS = {"supervised_fraction", "sup_mom_fraction", "num_parts", "num_train_mom", "seed"}
 
 
@@ -41,9 +41,11 @@ def tag_of(config: str, suffix: str) -> str:
     return Path(config).stem.removeprefix("train_") + suffix
 
 
-def commands(conf: dict, path: Path, run_sh: str, threads: int, exp_dir: str) -> list[str]:
+def commands(conf: dict, path: Path, run_sh: str, threads: int, exp_dir: str,
+             python: str = "python3") -> list[str]:
     data_sets = conf.get("data") or {}
     plans = conf.get("plans") or {}
+    claps = conf.get("claps") or {}
     lines = []
     for folder, data_config in data_sets.items():
         if not Path(data_config).is_file():
@@ -66,6 +68,13 @@ def commands(conf: dict, path: Path, run_sh: str, threads: int, exp_dir: str) ->
                                             "--data_dir", data, "--dump_dir", folder,
                                             "--supervised_fraction", str(fraction),
                                             "--mix_args", mix_args]))
+    for name, clap_config in claps.items():
+        if not Path(clap_config).is_file():
+            fail(f"{path}: claps.{name}: no such train-clap config {clap_config}")
+        out = f"{exp_dir}/{name}"
+        lines.append("clap\t" + f"[ -f {shlex.quote(out)}/mini_clap.pth ] || " + shlex.join([
+            python, "-m", "bisep", "train-clap", "--data-dir", "data", "--out-dir", out,
+            "--conf", clap_config]))
     ood = conf.get("out_of_domain")
     if ood is not None:
         if not (isinstance(ood, dict) and ood.get("data") in data_sets and ood.get("exp_dir")):
@@ -86,6 +95,11 @@ def commands(conf: dict, path: Path, run_sh: str, threads: int, exp_dir: str) ->
         if plan != "dump" and plan not in plans:
             fail(f"{where}: plan '{plan}' is neither dump nor a key of 'plans'")
         data = (plans.get(plan) or {}).get("data", "data")
+        clap = []
+        if "clap" in run:
+            if run["clap"] not in claps:
+                fail(f"{where}: clap '{run['clap']}' is not a key of 'claps'")
+            clap = ["--clap_checkpoint", f"{exp_dir}/{run['clap']}/mini_clap.pth"]
         seeds = run.get("seeds", conf.get("seeds", [1234]))
         for index, seed in enumerate(seeds):
             suffix = run.get("suffix", "") + ("" if index == 0 else f"_s{seed}")
@@ -96,13 +110,13 @@ def commands(conf: dict, path: Path, run_sh: str, threads: int, exp_dir: str) ->
             lines.append(f"run\t{tag}\t" + shlex.join([
                 run_sh, "--stage", "4", "--stop_stage", "6", "--data_dir", data,
                 "--dump_dir", plan, "--exp_dir", exp_dir, "--train_configs", run["config"],
-                "--tag_suffix", suffix,
+                "--tag_suffix", suffix, *clap,
                 "--train_args", f"seed={seed} trainer.num_threads={threads}"]))
             if ood is not None:
                 lines.append(f"ood\t{tag}\t" + shlex.join([
                     run_sh, "--stage", "5", "--stop_stage", "6", "--data_dir", ood["data"],
                     "--exp_dir", ood["exp_dir"], "--train_configs", run["config"],
-                    "--tag_suffix", suffix]))
+                    "--tag_suffix", suffix, *clap]))
     if ood is not None:
         lines.append(f"ood_report\t{ood['exp_dir']}")
     return lines
@@ -114,9 +128,10 @@ def main() -> None:
     parser.add_argument("--run_sh", default="./run.sh")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--exp_dir", default="exp")
+    parser.add_argument("--python", default="python3", help="runs bisep train-clap")
     args = parser.parse_args()
     print("\n".join(commands(load(args.conf), args.conf, args.run_sh, args.threads,
-                             args.exp_dir)))
+                             args.exp_dir, args.python)))
 
 
 if __name__ == "__main__":

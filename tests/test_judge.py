@@ -1,0 +1,162 @@
+"""The query encoder as a judge of leakage: the energy-share objective, the masked outputs it
+trains on, its evaluation (leakage curve, masked outputs, margin against the SDR of real
+separated outputs) and a tiny `bisep train-clap` run with it."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bisep.losses.audio_text import energy_share_loss
+from bisep.train.clap_batches import BatchMaker, ClipSet, masked_outputs
+from bisep.train.clap_eval import margin_sdr_correlation, spearman
+from bisep.train.mini_clap import load_train_config
+from conftest import REPO, run_cli
+from test_mini_clap import TINY_CONF, write_tiny_data
+
+
+def test_energy_share_loss_is_lowest_at_the_log_energy_ratio():
+    energies = torch.tensor([[4.0, 1.0, 0.0]])
+    best = torch.log(torch.tensor([[4.0, 1.0, 1e-6]])).requires_grad_()
+    loss = energy_share_loss(best, energies)
+    loss.backward()
+    assert best.grad.abs().max() < 1e-5  # the optimum: log-odds = log energy ratio
+    for worse in ([[0.0, 0.0, 0.0]], [[5.0, 0.0, -5.0]], [[0.0, 2.0, -9.0]]):
+        assert energy_share_loss(torch.tensor(worse), energies) > loss
+    # A clean clip: the usual cross-entropy.
+    logits = torch.tensor([[0.3, 1.2, -0.4]])
+    torch.testing.assert_close(energy_share_loss(logits, torch.tensor([[0.0, 2.0, 0.0]])),
+                               torch.nn.functional.cross_entropy(logits, torch.tensor([1])))
+
+
+def test_energy_share_loss_errors():
+    with pytest.raises(TypeError, match=r"same \(M, C\)"):
+        energy_share_loss(torch.zeros(2, 3), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="energy in at least one class"):
+        energy_share_loss(torch.zeros(2, 3), torch.tensor([[1.0, 0, 0], [0, 0, 0]]))
+    with pytest.raises(ValueError, match="power"):
+        energy_share_loss(torch.zeros(1, 2), torch.ones(1, 2), power=0)
+
+
+def test_masked_outputs_are_the_masked_mixture_and_its_parts_energies():
+    g = torch.Generator().manual_seed(0)
+    parts = torch.randn(3, 2, 8000, generator=g) * torch.tensor([1.0, 0.5])[None, :, None]
+    sharp, blend = torch.tensor([8.0, 1.0, 1.0]), torch.tensor([0.0, 0.0, 1.0])
+    out, energy = masked_outputs(parts, sharp, blend, torch.Generator().manual_seed(1))
+    assert out.shape == (3, 8000) and energy.shape == (3, 2)
+    # Masking is linear: the output carries each part's masked energy, nothing else.
+    approx = energy.sum(-1)
+    assert torch.allclose(out.square().sum(-1), approx, rtol=0.1)
+    share0 = energy[:, 0] / energy.sum(-1)
+    # A sharp ratio mask keeps the first source; a random mask keeps both at their levels.
+    assert share0[0] > 0.95 and share0[0] > share0[1] > share0[2]
+    assert 0.6 < share0[2] < 0.95
+
+
+def test_batches_carry_each_instruments_energy():
+    rate, n = 16000, 8
+    t = torch.arange(rate) / rate
+    audio = torch.stack([torch.sin(2 * np.pi * (200 + 50 * i) * t) for i in range(n)])
+    labels = [(name,) for name in ["flute", "tuba", "violin", "cello"] * 2]
+    singles = ClipSet(audio, labels, [str(i) for i in range(n)])
+    conf = load_train_config(None, ["seed=1", "clean_per_batch=3", "pool_mixtures_per_batch=0",
+                                    "made_mixtures_per_batch=2", "masked_per_batch=4",
+                                    "three_fraction=0.5", "added_level_db=[-30, 0]"])
+    empty = ClipSet(torch.zeros(0, rate), [], [])
+    batch = BatchMaker(singles, empty, conf, [None])()
+    assert batch.audio.shape == (9, rate) and len(batch.labels) == len(batch.energies) == 9
+    for labels_, energies in zip(batch.labels, batch.energies):
+        assert set(energies) == set(labels_) and all(e > 0 for e in energies.values())
+    assert all(len(lab) == 1 for lab in batch.labels[:3])
+    assert all(len(lab) >= 2 for lab in batch.labels[3:])
+    again = BatchMaker(singles, empty, conf, [None])()
+    torch.testing.assert_close(again.audio, batch.audio)  # seeded
+
+
+def test_config_checks_the_judge_keys():
+    from bisep.config import ConfigError
+
+    assert load_train_config(None, ["objective=energy"])["objective"] == "energy"
+    with pytest.raises(ConfigError, match="objective must be one of subset, energy"):
+        load_train_config(None, ["objective=soft"])
+    with pytest.raises(ConfigError, match="mask_max_blend"):
+        load_train_config(None, ["mask_max_blend=2"])
+    with pytest.raises(ConfigError, match="mask_sharpness"):
+        load_train_config(None, ["mask_sharpness=[0, 2]"])
+
+
+def test_spearman():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert np.isnan(spearman([1, 2], [1, 2])) and np.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_train_clap_energy_objective_writes_the_judge_figures(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "exp"
+    write_tiny_data(data)
+    result = run_cli("train-clap", "--data-dir", data, "--out-dir", out, "--conf", TINY_CONF,
+                     "clip_seconds=1.0", "objective=energy", "masked_per_batch=2",
+                     check=True)
+    assert "energy share" in result.stdout and "objective energy" in result.stdout
+    report = json.loads((out / "eval.json").read_text())
+    assert report["objective"] == "energy"
+    curve = report["leakage_curve"]
+    assert [p["leak_db"] for p in curve["points"]] == [None, -30.0, -20.0, -12.0, -6.0, -3.0,
+                                                       0.0]
+    assert isinstance(curve["monotone"], bool)
+    assert "leakage_curve_monotone" in report["targets"]
+    masked = report["masked_outputs"]
+    assert masked["outputs"] > 50 and -1 <= masked["spearman_margin_sir"] <= 1
+
+
+def write_separated(folder, ids, rate=16000):
+    """A fake `bisep separate --list` folder and `bisep score` CSV: estimates are the
+    reference plus the other source at a known level, so SDR is known."""
+    from bisep.audio import write
+
+    g = np.random.default_rng(0)
+    items, rows = [], []
+    for n, item_id in enumerate(ids):
+        refs = {"flute": g.standard_normal(rate) * 0.05, "tuba": g.standard_normal(rate) * 0.05}
+        entry = {"id": item_id, "sources": {}, "estimates": {}, "mixture": f"{item_id}/mix.wav"}
+        write(folder / entry["mixture"], (refs["flute"] + refs["tuba"]).astype(np.float32), rate)
+        for label, other in (("flute", "tuba"), ("tuba", "flute")):
+            leak = 0.1 * (n + 1)
+            est = refs[label] + leak * refs[other]
+            entry["sources"][label] = f"{item_id}/ref_{label}.wav"
+            entry["estimates"][label] = f"{item_id}/{label}.wav"
+            write(folder / entry["sources"][label], refs[label].astype(np.float32), rate)
+            write(folder / entry["estimates"][label], est.astype(np.float32), rate)
+            rows.append({"item": item_id, "source": label, "sdr": -20 * np.log10(leak)})
+        items.append(entry)
+    (folder / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    scores = folder / "per_item.csv"
+    with open(scores, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["item", "source", "sdr"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder / "items.jsonl", scores
+
+
+def test_margin_sdr_correlation_over_separated_outputs(tmp_path):
+    from bisep.conditioners.mini_clap import MiniClapConditioner
+
+    with torch.random.fork_rng(), pytest.warns(UserWarning, match="random weights"):
+        torch.manual_seed(0)
+        judge = MiniClapConditioner(audio_conf={"channels": [4, 4, 8, 16]})
+    runs = {"a": write_separated(tmp_path / "a", ["x1", "x2", "x3"]),
+            "b": write_separated(tmp_path / "b", ["y1", "y2"])}
+    found = margin_sdr_correlation(judge, runs)
+    assert found["outputs"] == 10 and found["runs"]["a"]["outputs"] == 6
+    assert found["runs"]["b"]["mean_sdr"] == pytest.approx(
+        np.mean([20.0, 20.0, -20 * np.log10(0.2), -20 * np.log10(0.2)]))
+    assert -1 <= found["spearman"] <= 1
+    assert margin_sdr_correlation(judge, runs, limit=1)["outputs"] == 4
+    with pytest.raises(FileNotFoundError, match="per_item.csv does not exist.*'c'"):
+        margin_sdr_correlation(judge, {"c": (runs["a"][0], tmp_path / "per_item.csv")})
+
+
+def test_recipe_judge_config_loads():
+    conf = load_train_config(REPO / "egs" / "synth_music" / "bimodal" / "conf" / "mini_clap.yaml")
+    assert conf["objective"] == "energy" and conf["masked_per_batch"] > 0
