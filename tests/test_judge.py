@@ -108,6 +108,15 @@ def test_train_clap_energy_objective_writes_the_judge_figures(tmp_path):
     assert "leakage_curve_monotone" in report["targets"]
     masked = report["masked_outputs"]
     assert masked["outputs"] > 50 and -1 <= masked["spearman_margin_sir"] <= 1
+    # --evaluate judges a trained encoder again, e.g. on another soundfont's held-out clips.
+    again = run_cli("train-clap", "--data-dir", data, "--out-dir", tmp_path / "ev",
+                    "--evaluate", out / "mini_clap.pth", check=True)
+    assert "wrote" in again.stdout
+    second = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert second["leakage_curve"] == curve and second["checkpoint"].endswith("mini_clap.pth")
+    missing = run_cli("train-clap", "--data-dir", tmp_path, "--out-dir", tmp_path / "ev2",
+                      "--evaluate", out / "mini_clap.pth")
+    assert missing.returncode == 2 and "clap_heldout.jsonl does not exist" in missing.stderr
 
 
 def write_separated(folder, ids, rate=16000):

@@ -25,6 +25,9 @@ def add_parser(sub):
     p.add_argument("--conf", help="YAML training config (default: built-in defaults)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config and exit")
+    p.add_argument("--evaluate", metavar="CHECKPOINT",
+                   help="train nothing: evaluate this mini_clap.pth on <data-dir>'s held-out "
+                        "clips and write <out-dir>/eval.json")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides, e.g. steps=100 audio_conf.n_mels=64")
     p.set_defaults(func=run)
@@ -40,7 +43,7 @@ def run(args) -> int:
     from bisep.checkpoint import CheckpointError
     from bisep.cli.main import CliError
     from bisep.config import ConfigError
-    from bisep.train.mini_clap import load_train_config, train
+    from bisep.train.mini_clap import evaluate_checkpoint, load_train_config, train
 
     try:
         conf = load_train_config(args.conf, args.overrides)
@@ -53,6 +56,8 @@ def run(args) -> int:
         raise CliError("give --data-dir (the data folder of stage 1) and --out-dir, e.g. "
                        "`bisep train-clap --data-dir data --out-dir exp/mini_clap`")
     try:
+        if args.evaluate:
+            return _evaluate_only(args, evaluate_checkpoint)
         report = train(args.data_dir, args.out_dir, conf, log=lambda line: print(line, flush=True))
     except (FileNotFoundError, AudioError, CheckpointError, ValueError) as exc:
         raise CliError(str(exc)) from None
@@ -64,4 +69,20 @@ def run(args) -> int:
                "embed_audio_ms_per_clip": report["embed_audio_ms_per_clip"]}
     print(json.dumps(summary, indent=2))
     print(f"wrote {args.out_dir}/mini_clap.pth and {args.out_dir}/eval.json")
+    return 0
+
+
+def _evaluate_only(args, evaluate_checkpoint) -> int:
+    import json
+    from pathlib import Path
+
+    from bisep.atomic import write_text_atomic
+
+    report = evaluate_checkpoint(args.evaluate, args.data_dir)
+    out = Path(args.out_dir) / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: report[k] for k in ("clean", "leakage_curve", "masked_outputs")},
+                     indent=2))
+    print(f"wrote {out}")
     return 0

@@ -323,3 +323,31 @@ def train(data_dir: str | Path, out_dir: str | Path, conf: dict, log=print) -> d
     save(checkpoint_package(conditioner, conf, labels, report), out_dir / CHECKPOINT_NAME)
     write_text_atomic(out_dir / "eval.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, seed: int = 0) -> dict:
+    """The ``eval.json`` figures of a trained mini_clap on ``<data_dir>/clap_heldout.jsonl``:
+    another soundfont's held-out clips, or an older encoder judged by the newer figures.
+
+    Raises:
+        FileNotFoundError: the held-out manifest is missing.
+    """
+    from bisep.conditioners.mini_clap import MiniClapConditioner
+    from bisep.train.clap_batches import load_clips
+
+    heldout_file = Path(data_dir) / HELDOUT_MANIFEST
+    if not heldout_file.is_file():
+        raise FileNotFoundError(f"{heldout_file} does not exist: run data preparation first "
+                                f"(`bisep prepare synth_music {data_dir}`, recipe stage 1)")
+    conditioner = MiniClapConditioner(checkpoint=str(checkpoint)).eval()
+    package = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    infos = package.get("infos", {})
+    labels = infos.get("labels")
+    # Clips are cut or padded as in the encoder's training.
+    seconds = infos.get("config", {}).get("clip_seconds", MiniClapTrainConfig.clip_seconds)
+    heldout = load_clips(heldout_file, conditioner.sample_rate, seconds)
+    labels = labels or sorted({lab for clip in heldout.labels for lab in clip})
+    report = evaluate(conditioner, heldout, labels, seed=seed)
+    report["checkpoint"] = str(checkpoint)
+    report["heldout"] = str(heldout_file)
+    return report
