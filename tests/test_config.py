@@ -153,7 +153,15 @@ def test_experiment_part_drops_resources_and_the_given_keys():
 
     cfg = {"seed": 3, "mode": "weak", "data": {"batch_size": 8, "num_workers": 2},
            "trainer": {"max_steps": 10, "num_threads": 1, "progress_bar": False}}
-    assert experiment_part(cfg) == {"seed": 3, "mode": "weak", "data": {"batch_size": 8},
+    assert experiment_part(cfg) == {"seed": 3, "mode": "weak",
+                                    "data": {"batch_size": 8, "query_source": "text"},
                                     "trainer": {"max_steps": 10}}
     assert "seed" not in experiment_part(cfg, drop=("seed",))
     assert cfg["trainer"]["num_threads"] == 1  # the input is left as it was
+    assert "query_source" not in cfg["data"]
+    # A config recorded before data.query_source existed is the same experiment as today's
+    # default, and not the same as an audio-query run.
+    today = {**cfg, "data": {**cfg["data"], "query_source": "text"}}
+    assert experiment_part(today) == experiment_part(cfg)
+    audio = {**cfg, "data": {**cfg["data"], "query_source": "audio"}}
+    assert experiment_part(audio) != experiment_part(cfg)

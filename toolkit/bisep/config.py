@@ -359,10 +359,12 @@ def resolve(cfg: dict, lines: LineMap | None = None, registry=None) -> dict:
         conf = resolve_conf(factory, item.get("conf") or {},
                             lambda *k, i=i: lines.where("criterions", i, "conf", *k),
                             f"criterions[{i}].conf", f"loss '{item['name']}'")
-        criterions.append({"name": item["name"], "conf": conf,
-                           "weight": float(item.get("weight", 1.0)),
-                           "start_step": int(item.get("start_step", 0)),
-                           "ramp_steps": int(item.get("ramp_steps", 0))})
+        criterion = {"name": item["name"], "conf": conf, "weight": float(item.get("weight", 1.0))}
+        # The warm-up keys appear only when used, so configs written before they existed
+        # resolve as before (a run resumes, and runs group into the same arm).
+        criterion.update({key: int(item[key]) for key in ("start_step", "ramp_steps")
+                          if item.get(key, 0)})
+        criterions.append(criterion)
     out["criterions"] = criterions
     optim_cls = _torch_class("optim", out["optim"], OPTIMIZERS, lines.where("optim"))
     out["optim_conf"] = resolve_conf(optim_cls, out["optim_conf"],
@@ -396,10 +398,18 @@ def load_config(path: str | Path, overrides: list[str] | None = None, registry=N
     return resolve(cfg, lines, registry)
 
 
+# Section keys added after configs were first written: a recorded config.yaml without one
+# meant its default, so comparing runs fills it in (a run resumes, runs group into arms).
+LATER_KEYS = (("data", "query_source"),)
+
+
 def experiment_part(cfg: dict, drop: tuple[str, ...] = ()) -> dict:
     """``cfg`` without :data:`RESOURCE_KEYS` and without the top-level keys ``drop``:
     what makes two runs the same experiment (``drop=("seed",)``: the same arm)."""
     out = {key: value for key, value in cfg.items() if key not in drop}
+    for section, key in LATER_KEYS:
+        if isinstance(out.get(section), dict) and key not in out[section]:
+            out[section] = {**out[section], key: SECTIONS[section][key][1]}
     for section, key in RESOURCE_KEYS:
         if isinstance(out.get(section), dict):
             out[section] = {k: v for k, v in out[section].items() if k != key}
