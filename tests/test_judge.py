@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bisep.losses.audio_text import energy_share_loss
-from bisep.train.clap_batches import BatchMaker, ClipSet, masked_outputs
+from bisep.train.clap_batches import (ARTEFACT, BatchMaker, ClipSet, masked_outputs,
+                                      target_artefacts)
 from bisep.train.clap_eval import margin_sdr_correlation, spearman
 from bisep.train.mini_clap import load_train_config
 from conftest import REPO, run_cli
@@ -52,6 +53,27 @@ def test_masked_outputs_are_the_masked_mixture_and_its_parts_energies():
     # A sharp ratio mask keeps the first source; a random mask keeps both at their levels.
     assert share0[0] > 0.95 and share0[0] > share0[1] > share0[2]
     assert 0.6 < share0[2] < 0.95
+
+
+def test_artefacts_are_the_first_sources_distortion_beyond_a_gain():
+    g = torch.Generator().manual_seed(2)
+    parts = torch.randn(2, 2, 8000, generator=g)
+    # An all-pass mask keeps s0 whole (no artefact); a sharp ratio mask carves holes in it.
+    out, energy = masked_outputs(parts, torch.tensor([1.0, 4.0]), torch.tensor([1.0, 0.0]),
+                                 torch.Generator().manual_seed(0))
+    kept, artefact = target_artefacts(parts, energy, out)
+    assert kept.shape == artefact.shape == (2,)
+    assert torch.all(kept + artefact <= energy[:, 0] * 1.0001)
+    assert artefact[1] / energy[1, 0] > artefact[0] / energy[0, 0]
+    conf = load_train_config(None, ["seed=1", "clean_per_batch=2", "pool_mixtures_per_batch=0",
+                                    "made_mixtures_per_batch=0", "masked_per_batch=3",
+                                    "artefact_targets=true"])
+    rate = 16000
+    singles = ClipSet(torch.randn(4, rate, generator=g), [("a",), ("b",), ("c",), ("a",)],
+                      ["0", "1", "2", "3"])
+    batch = BatchMaker(singles, ClipSet(torch.zeros(0, rate), [], []), conf, [None])()
+    assert all(ARTEFACT in e for e in batch.energies[2:])
+    assert all(ARTEFACT not in e for e in batch.energies[:2])
 
 
 def test_batches_carry_each_instruments_energy():

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 
 # STFT of the masked outputs: the separators' usual 32 ms window at 16 kHz.
 MASK_N_FFT, MASK_HOP = 512, 128
+# Key of a masked output's artefact energy in :attr:`Batch.energies` (``artefact_targets``).
+ARTEFACT = "<artefact>"
 
 
 @dataclass
@@ -53,7 +55,9 @@ class Batch:
     Attributes:
         audio: ``(M, samples)``.
         labels: the instruments of each item (sorted).
-        energies: per item, the energy of each instrument's part (relative units).
+        energies: per item, the energy of each instrument's part (relative units); with
+            ``artefact_targets``, a masked output's first instrument counts only its kept
+            part and the rest is under :data:`ARTEFACT`.
     """
 
     audio: torch.Tensor
@@ -135,6 +139,31 @@ def masked_outputs(parts: torch.Tensor, sharpness: torch.Tensor, blend: torch.Te
     return masked.sum(dim=1), masked.square().sum(dim=-1)
 
 
+def target_artefacts(parts: torch.Tensor, output_parts_energy: torch.Tensor,
+                     output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split the first source's part of masked outputs into kept target and artefact.
+
+    The output's component along the clean first source, ``α s0`` with
+    ``α = <y, s0> / |s0|²``, is the kept target; what the mask did to the first source
+    beyond a gain (its part minus ``α s0``, with the other sources' parts set aside) is
+    artefact, the distortion an SDR counts and an SIR does not.
+
+    Shape:
+        - parts: ``(n, P, samples)`` the clean sources.
+        - output_parts_energy: ``(n, P)`` from :func:`masked_outputs`.
+        - output: ``(n, samples)`` from :func:`masked_outputs`.
+        - output: ``((n,), (n,))`` kept target energy and artefact energy.
+    """
+    s0 = parts[:, 0]
+    power = s0.square().sum(-1).clamp_min(1e-12)
+    # The other sources are nearly orthogonal to s0, so projecting the whole output gives
+    # the first source's own projection.
+    alpha = (output * s0).sum(-1) / power
+    kept = alpha.square() * power
+    artefact = (output_parts_energy[:, 0] - kept).clamp_min(0.0)
+    return kept, artefact
+
+
 class BatchMaker:
     """Draws the training batches described in the module docstring (seeded).
 
@@ -193,6 +222,11 @@ class BatchMaker:
         audio, energy = masked_outputs(parts, sharpness, blend, self.generator)
         energies = [dict(zip(names, energy[i, :len(names)].tolist()))
                     for i, (_, names) in enumerate(drawn)]
+        if self.conf["artefact_targets"]:
+            kept, artefact = target_artefacts(parts, energy, audio)
+            for i, (_, names) in enumerate(drawn):
+                energies[i][names[0]] = float(kept[i])
+                energies[i][ARTEFACT] = float(artefact[i])
         return list(audio), [tuple(sorted(names)) for _, names in drawn], energies
 
     def caption(self, labels) -> str:

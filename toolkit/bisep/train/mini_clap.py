@@ -70,6 +70,10 @@ class MiniClapTrainConfig:
         mask_sharpness: range of the exponent of the ratio mask (drawn log-uniformly).
         mask_max_blend: the masks blend in up to this share of smooth random mask.
         energy_power: exponent on the energies of the ``energy`` objective's targets.
+        artefact_targets: ``energy`` objective: a masked output's distortion of its first
+            instrument (:func:`~bisep.train.clap_batches.target_artefacts`) counts as energy
+            of no instrument (spread evenly over all), so a distorted output is judged less
+            sure, as an SDR would judge it.
         gain_db: range of the random gain of every item, in dB.
         lr: AdamW learning rate (warm-up, then cosine decay to 2% of it).
         weight_decay: AdamW weight decay.
@@ -98,6 +102,7 @@ class MiniClapTrainConfig:
     mask_sharpness: tuple = (0.5, 4.0)
     mask_max_blend: float = 1.0
     energy_power: float = 1.0
+    artefact_targets: bool = False
     gain_db: tuple = (-12.0, 6.0)
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -199,9 +204,14 @@ def _energy_step(conditioner, batch, batches, labels, template, conf) -> dict:
     """The ``energy`` objective's term for one batch (module docstring)."""
     from bisep.losses.audio_text import energy_share_loss
 
+    from bisep.train.clap_batches import ARTEFACT
+
     audio_emb = conditioner.audio(batch.audio)
     scale = conditioner.log_logit_scale.exp()
-    energies = torch.tensor([[item.get(lab, 0.0) for lab in labels] for item in batch.energies])
+    # Artefact energy belongs to no instrument: spread evenly, it only makes the target less
+    # sure.
+    energies = torch.tensor([[item.get(lab, 0.0) + item.get(ARTEFACT, 0.0) / len(labels)
+                              for lab in labels] for item in batch.energies])
     logits = scale * audio_emb @ class_text(conditioner, labels, template).T
     return {"energy share": energy_share_loss(logits, energies, conf["energy_power"])}
 
