@@ -12,7 +12,11 @@ judges separator outputs that still leak:
   instruments at levels from ``masked_level_db`` passes through a time-frequency mask built
   from the first instrument's ratio mask (sharpened or softened), blended with a smooth
   random mask. Because masking is linear, the output is exactly the sum of each
-  instrument's masked part, so how much of each instrument it holds is known.
+  instrument's masked part, so how much of each instrument it holds is known;
+- *separator outputs* (:func:`separator_outputs`, drawn from a bank made before training):
+  the masks of trained separators, queried with each instrument of 2-instrument mixtures of
+  the pool's clips. The same linearity gives their exact leakage, so the judge learns what
+  real separators leave behind, the outputs a separator trained against it would produce.
 
 Every item carries the energy of each instrument's part in it (:class:`Batch`): the targets
 of the ``energy`` objective (:func:`bisep.losses.audio_text.energy_share_loss`). Every item
@@ -164,18 +168,89 @@ def target_artefacts(parts: torch.Tensor, output_parts_energy: torch.Tensor,
     return kept, artefact
 
 
+@torch.no_grad()
+def separator_outputs(separator, conditioner, singles: ClipSet, count: int, seed: int,
+                      level_db=(-6.0, 6.0), batch: int = 16) -> tuple[torch.Tensor, list, list]:
+    """A trained separator's outputs on 2-instrument mixtures, with their exact leakage.
+
+    ``count`` mixtures of two clean clips of different instruments (the second at a level
+    from ``level_db``) are separated with each instrument's phrase; each source is passed
+    through the same mask on its own, so every output's energy per instrument is known.
+
+    Args:
+        separator: a :class:`~bisep.separators.base.BaseSeparator` (eval mode).
+        conditioner: gives the queries' text embeddings (and token states, for separators
+            that read them).
+        singles: clean single-instrument clips at the separator's sample rate.
+        count: mixtures (two outputs each).
+        seed: draws the clips and levels.
+        level_db: range of the second clip's level against the first.
+
+    Returns:
+        ``(audio (2·count, samples), labels, energies, splits)``: ``labels`` and
+        ``energies`` as in :class:`Batch`, ``splits`` the queried instrument's (kept,
+        artefact) energies (:func:`target_artefacts`).
+    """
+    from bisep.data.prompts import phrase
+    from bisep.separators.base import Conditioning
+
+    generator = torch.Generator().manual_seed(seed)
+    own = [lab[0] for lab in singles.labels]
+    audio = unit_rms(singles.audio) * 0.05
+    outputs, labels, energies, splits = [], [], [], []
+    made = 0
+    while made < count:
+        n = min(batch, count - made)
+        first = torch.randint(len(own), (4 * n,), generator=generator)
+        second = torch.randint(len(own), (4 * n,), generator=generator)
+        keep = [(int(a), int(b)) for a, b in zip(first, second) if own[a] != own[b]][:n]
+        n = len(keep)
+        level = db(level_db[0] + (level_db[1] - level_db[0]) * torch.rand(n, generator=generator))
+        sources = torch.stack([torch.stack([audio[a], lv * audio[b]])
+                               for (a, b), lv in zip(keep, level)])  # (n, 2, L)
+        length = sources.shape[-1]
+        spec, mag = separator.analyze(sources.sum(dim=1))
+        names = [(own[a], own[b]) for a, b in keep]
+        prompts = [phrase(x) for pair in names for x in pair]
+        query = conditioner.embed_text(prompts).reshape(n, 2, -1).to(mag.dtype)
+        tokens = mask = None
+        if separator.uses_tokens:
+            tokens, mask = conditioner.embed_text_tokens(prompts)
+            tokens, mask = tokens.reshape(n, 2, *tokens.shape[1:]), mask.reshape(n, 2, -1)
+        masks = separator.predict_masks(separator.encode(mag), Conditioning(query, tokens, mask))
+        part_spec, _ = separator.analyze(sources.reshape(2 * n, length))
+        part_spec = part_spec.reshape(n, 2, *part_spec.shape[1:])
+        for q in range(2):  # q: the queried source of each mixture
+            mask = masks[:, q:q + 1]
+            parts = torch.stack([separator.synthesize(part_spec[:, i], mask, length)[:, 0]
+                                 for i in (q, 1 - q)], dim=1)  # queried source first
+            output = parts.sum(dim=1)
+            outputs.append(output)
+            energy = parts.square().sum(dim=-1)
+            kept, artefact = target_artefacts(parts, energy, output)
+            for i, pair in enumerate(names):
+                labels.append(tuple(sorted(pair)))
+                energies.append({pair[q]: float(energy[i, 0]), pair[1 - q]: float(energy[i, 1])})
+                splits.append((float(kept[i]), float(artefact[i])))
+        made += n
+    return torch.cat(outputs), labels, energies, splits
+
+
 class BatchMaker:
     """Draws the training batches described in the module docstring (seeded).
 
     Args:
         singles, mixtures: the pool's single-instrument clips and its mixtures.
         conf: the resolved train config (:class:`bisep.train.mini_clap.MiniClapTrainConfig`).
+        bank: the output of :func:`separator_outputs` to draw separator outputs from.
         captions: the templates a caption is drawn from (a template with ``{}``, or
             ``None`` for the separator's :func:`~bisep.data.prompts.mixture_prompt`).
     """
 
-    def __init__(self, singles: ClipSet, mixtures: ClipSet, conf: dict, captions: list):
+    def __init__(self, singles: ClipSet, mixtures: ClipSet, conf: dict, captions: list,
+                 bank: tuple | None = None):
         self.singles, self.mixtures = singles, mixtures
+        self.bank = bank
         self.single_audio = unit_rms(singles.audio)
         self.mixture_audio = unit_rms(mixtures.audio)
         self.conf = conf
@@ -229,6 +304,18 @@ class BatchMaker:
                 energies[i][ARTEFACT] = float(artefact[i])
         return list(audio), [tuple(sorted(names)) for _, names in drawn], energies
 
+    def _from_bank(self, n: int):
+        audio, labels, energies, splits = self.bank
+        pick = torch.randint(len(labels), (n,), generator=self.generator).tolist()
+        chosen = []
+        for i in pick:
+            energy = dict(energies[i])
+            if self.conf["artefact_targets"]:
+                queried = next(iter(energies[i]))  # the queried instrument comes first
+                energy[queried], energy[ARTEFACT] = splits[i]
+            chosen.append(energy)
+        return list(audio[pick]), [labels[i] for i in pick], chosen
+
     def caption(self, labels) -> str:
         """A caption naming ``labels`` in a random order with a random template."""
         from bisep.data.prompts import fill, mixture_prompt
@@ -253,7 +340,9 @@ class BatchMaker:
             energies += [{lab: 1.0 for lab in self.mixtures.labels[i]} for i in pool.tolist()]
         if len(self.label_names) > 1:
             for count, make in ((conf["made_mixtures_per_batch"], self._made_mixtures),
-                                (conf["masked_per_batch"], self._masked)):
+                                (conf["masked_per_batch"], self._masked),
+                                (conf["separator_per_batch"] if self.bank else 0,
+                                 self._from_bank)):
                 if count:
                     audio, more_labels, more_energies = make(count)
                     parts.append(torch.stack(audio))

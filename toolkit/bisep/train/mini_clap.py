@@ -70,6 +70,12 @@ class MiniClapTrainConfig:
         mask_sharpness: range of the exponent of the ratio mask (drawn log-uniformly).
         mask_max_blend: the masks blend in up to this share of smooth random mask.
         energy_power: exponent on the energies of the ``energy`` objective's targets.
+        separator_models: trained separators (``model.pth`` files or experiment folders)
+            whose outputs the judge also trains on
+            (:func:`~bisep.train.clap_batches.separator_outputs`).
+        separator_outputs: mixtures of the pool's clean clips each of them separates (two
+            outputs each), made once before training.
+        separator_per_batch: separator outputs per batch.
         artefact_targets: ``energy`` objective: a masked output's distortion of its first
             instrument (:func:`~bisep.train.clap_batches.target_artefacts`) counts as energy
             of no instrument (spread evenly over all), so a distorted output is judged less
@@ -103,6 +109,9 @@ class MiniClapTrainConfig:
     mask_max_blend: float = 1.0
     energy_power: float = 1.0
     artefact_targets: bool = False
+    separator_models: tuple = ()
+    separator_outputs: int = 1000
+    separator_per_batch: int = 16
     gain_db: tuple = (-12.0, 6.0)
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -162,7 +171,8 @@ def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) ->
     if not resolved["energy_power"] > 0:
         raise_config(lines.where("energy_power"), "energy_power must be > 0")
     counts = ("clean_per_batch", "pool_mixtures_per_batch", "made_mixtures_per_batch",
-              "masked_per_batch")
+              "masked_per_batch", "separator_outputs", "separator_per_batch")
+    resolved["separator_models"] = [str(p) for p in resolved["separator_models"] or []]
     if resolved["steps"] < 1 or resolved["clean_per_batch"] < 2 \
             or any(resolved[k] < 0 for k in counts):
         raise_config(lines.path, "need steps >= 1, clean_per_batch >= 2 and no negative "
@@ -214,6 +224,31 @@ def _energy_step(conditioner, batch, batches, labels, template, conf) -> dict:
                               for lab in labels] for item in batch.energies])
     logits = scale * audio_emb @ class_text(conditioner, labels, template).T
     return {"energy share": energy_share_loss(logits, energies, conf["energy_power"])}
+
+
+def _separator_bank(conf: dict, conditioner, singles, log) -> tuple:
+    """Every ``separator_models`` entry's outputs (see
+    :func:`~bisep.train.clap_batches.separator_outputs`), concatenated."""
+    from bisep.checkpoint import from_pretrained
+    from bisep.train.clap_batches import separator_outputs
+
+    parts = []
+    for number, path in enumerate(conf["separator_models"]):
+        path = Path(path)
+        model_file = path / "model.pth" if path.is_dir() else path
+        if not model_file.is_file():
+            raise FileNotFoundError(f"separator_models: {model_file} does not exist; give "
+                                    f"model.pth files or experiment folders of `bisep train`")
+        separator = from_pretrained(model_file).eval()
+        if separator.sample_rate != conditioner.sample_rate:
+            raise ValueError(f"separator_models: {model_file} runs at {separator.sample_rate} "
+                             f"Hz, the query encoder at {conditioner.sample_rate} Hz")
+        start = time.perf_counter()
+        parts.append(separator_outputs(separator, conditioner, singles,
+                                       conf["separator_outputs"], conf["seed"] + number))
+        log(f"train-clap: {len(parts[-1][1])} outputs of {model_file} in "
+            f"{time.perf_counter() - start:.0f} s")
+    return (torch.cat([p[0] for p in parts]), *(sum((p[i] for p in parts), []) for i in (1, 2, 3)))
 
 
 def checkpoint_package(conditioner, conf: dict, labels: list[str], report: dict | None) -> dict:
@@ -277,7 +312,8 @@ def train(data_dir: str | Path, out_dir: str | Path, conf: dict, log=print) -> d
         f"{conf['objective']}")
 
     captions = list(TEMPLATES) + [None]
-    batches = BatchMaker(singles, mixtures, conf, captions)
+    bank = _separator_bank(conf, conditioner, singles, log) if conf["separator_models"] else None
+    batches = BatchMaker(singles, mixtures, conf, captions, bank)
     # No weight decay on the logit scale: it would pull the temperature towards 1.
     optimizer = torch.optim.AdamW(
         [{"params": list(conditioner.audio.parameters())},
