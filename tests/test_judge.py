@@ -44,11 +44,11 @@ def test_masked_outputs_are_the_masked_mixture_and_its_parts_energies():
     g = torch.Generator().manual_seed(0)
     parts = torch.randn(3, 2, 8000, generator=g) * torch.tensor([1.0, 0.5])[None, :, None]
     sharp, blend = torch.tensor([8.0, 1.0, 1.0]), torch.tensor([0.0, 0.0, 1.0])
-    out, energy = masked_outputs(parts, sharp, blend, torch.Generator().manual_seed(1))
-    assert out.shape == (3, 8000) and energy.shape == (3, 2)
-    # Masking is linear: the output carries each part's masked energy, nothing else.
-    approx = energy.sum(-1)
-    assert torch.allclose(out.square().sum(-1), approx, rtol=0.1)
+    out, masked = masked_outputs(parts, sharp, blend, torch.Generator().manual_seed(1))
+    assert out.shape == (3, 8000) and masked.shape == (3, 2, 8000)
+    # Masking is linear: the output is the sum of each source's masked part.
+    torch.testing.assert_close(masked.sum(dim=1), out)
+    energy = masked.square().sum(-1)
     share0 = energy[:, 0] / energy.sum(-1)
     # A sharp ratio mask keeps the first source; a random mask keeps both at their levels.
     assert share0[0] > 0.95 and share0[0] > share0[1] > share0[2]
@@ -59,12 +59,16 @@ def test_artefacts_are_the_first_sources_distortion_beyond_a_gain():
     g = torch.Generator().manual_seed(2)
     parts = torch.randn(2, 2, 8000, generator=g)
     # An all-pass mask keeps s0 whole (no artefact); a sharp ratio mask carves holes in it.
-    out, energy = masked_outputs(parts, torch.tensor([1.0, 4.0]), torch.tensor([1.0, 0.0]),
-                                 torch.Generator().manual_seed(0))
-    kept, artefact = target_artefacts(parts, energy, out)
+    _, masked = masked_outputs(parts, torch.tensor([1.0, 4.0]), torch.tensor([1.0, 0.0]),
+                               torch.Generator().manual_seed(0))
+    kept, artefact = target_artefacts(parts[:, 0], masked[:, 0])
+    energy = masked[:, 0].square().sum(-1)
     assert kept.shape == artefact.shape == (2,)
-    assert torch.all(kept + artefact <= energy[:, 0] * 1.0001)
-    assert artefact[1] / energy[1, 0] > artefact[0] / energy[0, 0]
+    torch.testing.assert_close(kept + artefact, energy)
+    assert artefact[1] / energy[1] > artefact[0] / energy[0]
+    # A pure gain is no artefact.
+    kept, artefact = target_artefacts(parts[:, 0], 0.3 * parts[:, 0])
+    assert torch.all(artefact < 1e-6 * kept)
     conf = load_train_config(None, ["seed=1", "clean_per_batch=2", "pool_mixtures_per_batch=0",
                                     "made_mixtures_per_batch=0", "masked_per_batch=3",
                                     "artefact_targets=true"])
@@ -191,3 +195,52 @@ def test_margin_sdr_correlation_over_separated_outputs(tmp_path):
 def test_recipe_judge_config_loads():
     conf = load_train_config(REPO / "egs" / "synth_music" / "bimodal" / "conf" / "mini_clap.yaml")
     assert conf["objective"] == "energy" and conf["masked_per_batch"] > 0
+
+
+def tiny_separator_file(folder):
+    from bisep.checkpoint import save, serialize
+    from bisep.registry import get_registry
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        separator = get_registry().build("separator", "film_masknet", preset="small",
+                                         query_dim=384)
+    return save(serialize(separator.eval(), "film_masknet"), folder / "model.pth")
+
+
+def test_separator_outputs_carry_their_exact_leakage(tmp_path):
+    from bisep.checkpoint import from_pretrained
+    from bisep.conditioners.mini_clap import MiniClapConditioner
+    from bisep.train.clap_batches import separator_outputs
+
+    separator = from_pretrained(tiny_separator_file(tmp_path)).eval()
+    with pytest.warns(UserWarning, match="random weights"):
+        judge = MiniClapConditioner(audio_conf={"channels": [4, 4, 8, 16]})
+    g = torch.Generator().manual_seed(3)
+    singles = ClipSet(torch.randn(6, 8000, generator=g), [("a",), ("b",), ("c",)] * 2,
+                      [str(i) for i in range(6)])
+    audio, labels, energies, splits = separator_outputs(separator, judge, singles, 5, seed=0)
+    assert audio.shape == (10, 8000) and len(labels) == len(energies) == len(splits) == 10
+    for lab, energy, (kept, artefact) in zip(labels, energies, splits):
+        assert len(lab) == 2 and set(energy) == set(lab)
+        queried = next(iter(energy))
+        assert kept + artefact == pytest.approx(energy[queried], rel=1e-3)
+    again, *_ = separator_outputs(separator, judge, singles, 5, seed=0)
+    torch.testing.assert_close(again, audio)  # seeded
+    assert torch.isfinite(audio).all() and audio.abs().sum() > 0
+
+
+def test_train_clap_with_separator_outputs(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "exp"
+    write_tiny_data(data)
+    model = tiny_separator_file(tmp_path)
+    result = run_cli("train-clap", "--data-dir", data, "--out-dir", out, "--conf", TINY_CONF,
+                     "clip_seconds=1.0", "objective=energy", "artefact_targets=true",
+                     f"separator_models=[{tmp_path}]", "separator_outputs=3",
+                     "separator_per_batch=2", check=True)
+    assert f"6 outputs of {model}" in result.stdout
+    missing = run_cli("train-clap", "--data-dir", data, "--out-dir", out, "--conf", TINY_CONF,
+                      "objective=energy", f"separator_models=[{tmp_path / 'none'}]")
+    assert missing.returncode == 2 and "separator_models" in missing.stderr
+    assert f"{tmp_path / 'none'} does not exist" in missing.stderr
+    assert "Loading weights" not in missing.stderr  # refused before any work

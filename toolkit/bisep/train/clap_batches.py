@@ -108,11 +108,11 @@ def db(value: torch.Tensor) -> torch.Tensor:
 
 def masked_outputs(parts: torch.Tensor, sharpness: torch.Tensor, blend: torch.Tensor,
                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Separator-like outputs of mixtures, and the energy each source has in them.
+    """Separator-like outputs of mixtures, and each source's part in them.
 
     The mask is ``(1 - blend) · R0^sharpness + blend · N``: ``R0`` the magnitude ratio mask of
     source 0, ``N`` a smooth random mask in [0, 1]. It is applied to the mixture's STFT; the
-    output is the sum of the masked sources, each of which is returned as an energy.
+    output is the sum of the masked sources, which are returned too.
 
     Args:
         parts: the sources of each mixture (zero rows for absent ones).
@@ -123,7 +123,8 @@ def masked_outputs(parts: torch.Tensor, sharpness: torch.Tensor, blend: torch.Te
     Shape:
         - parts: ``(n, P, samples)``.
         - sharpness, blend: ``(n,)``.
-        - output: ``((n, samples), (n, P))``.
+        - output: ``((n, samples), (n, P, samples))`` the outputs and each source's
+          masked part (they sum to the output).
     """
     n, p, length = parts.shape
     window = torch.hann_window(MASK_N_FFT, device=parts.device)
@@ -140,32 +141,26 @@ def masked_outputs(parts: torch.Tensor, sharpness: torch.Tensor, blend: torch.Te
         + blend[:, None, None] * noise
     masked = torch.istft((mask[:, None] * spec).reshape(n * p, freqs, frames), MASK_N_FFT,
                          MASK_HOP, window=window, length=length).reshape(n, p, length)
-    return masked.sum(dim=1), masked.square().sum(dim=-1)
+    return masked.sum(dim=1), masked
 
 
-def target_artefacts(parts: torch.Tensor, output_parts_energy: torch.Tensor,
-                     output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split the first source's part of masked outputs into kept target and artefact.
+def target_artefacts(clean: torch.Tensor, masked: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a masked source into kept target and artefact.
 
-    The output's component along the clean first source, ``α s0`` with
-    ``α = <y, s0> / |s0|²``, is the kept target; what the mask did to the first source
-    beyond a gain (its part minus ``α s0``, with the other sources' parts set aside) is
-    artefact, the distortion an SDR counts and an SIR does not.
+    The masked source's component along the clean one, ``α s`` with
+    ``α = <m, s> / |s|²``, is the kept target; the rest, ``m - α s``, is what the mask did to
+    the source beyond a gain: the distortion an SDR counts and an SIR does not.
 
     Shape:
-        - parts: ``(n, P, samples)`` the clean sources.
-        - output_parts_energy: ``(n, P)`` from :func:`masked_outputs`.
-        - output: ``(n, samples)`` from :func:`masked_outputs`.
-        - output: ``((n,), (n,))`` kept target energy and artefact energy.
+        - clean, masked: ``(n, samples)`` a source and its masked version.
+        - output: ``((n,), (n,))`` kept energy and artefact energy (they add up to
+          ``|m|²``).
     """
-    s0 = parts[:, 0]
-    power = s0.square().sum(-1).clamp_min(1e-12)
-    # The other sources are nearly orthogonal to s0, so projecting the whole output gives
-    # the first source's own projection.
-    alpha = (output * s0).sum(-1) / power
+    power = clean.square().sum(-1).clamp_min(1e-12)
+    alpha = (masked * clean).sum(-1) / power
     kept = alpha.square() * power
-    artefact = (output_parts_energy[:, 0] - kept).clamp_min(0.0)
-    return kept, artefact
+    return kept, (masked - alpha[:, None] * clean).square().sum(-1)
 
 
 @torch.no_grad()
@@ -188,8 +183,8 @@ def separator_outputs(separator, conditioner, singles: ClipSet, count: int, seed
 
     Returns:
         ``(audio (2·count, samples), labels, energies, splits)``: ``labels`` and
-        ``energies`` as in :class:`Batch`, ``splits`` the queried instrument's (kept,
-        artefact) energies (:func:`target_artefacts`).
+        ``energies`` as in :class:`Batch` (the queried instrument first), ``splits`` the
+        queried instrument's (kept, artefact) energies (:func:`target_artefacts`).
     """
     from bisep.data.prompts import phrase
     from bisep.separators.base import Conditioning
@@ -227,7 +222,7 @@ def separator_outputs(separator, conditioner, singles: ClipSet, count: int, seed
             output = parts.sum(dim=1)
             outputs.append(output)
             energy = parts.square().sum(dim=-1)
-            kept, artefact = target_artefacts(parts, energy, output)
+            kept, artefact = target_artefacts(sources[:, q], parts[:, 0])
             for i, pair in enumerate(names):
                 labels.append(tuple(sorted(pair)))
                 energies.append({pair[q]: float(energy[i, 0]), pair[1 - q]: float(energy[i, 1])})
@@ -294,11 +289,12 @@ class BatchMaker:
         low, high = self.conf["mask_sharpness"]
         sharpness = torch.exp(self._uniform((np.log(low), np.log(high)), n))
         blend = self._uniform((0.0, self.conf["mask_max_blend"]), n)
-        audio, energy = masked_outputs(parts, sharpness, blend, self.generator)
+        audio, masked = masked_outputs(parts, sharpness, blend, self.generator)
+        energy = masked.square().sum(dim=-1)
         energies = [dict(zip(names, energy[i, :len(names)].tolist()))
                     for i, (_, names) in enumerate(drawn)]
         if self.conf["artefact_targets"]:
-            kept, artefact = target_artefacts(parts, energy, audio)
+            kept, artefact = target_artefacts(parts[:, 0], masked[:, 0])
             for i, (_, names) in enumerate(drawn):
                 energies[i][names[0]] = float(kept[i])
                 energies[i][ARTEFACT] = float(artefact[i])

@@ -226,6 +226,23 @@ def _energy_step(conditioner, batch, batches, labels, template, conf) -> dict:
     return {"energy share": energy_share_loss(logits, energies, conf["energy_power"])}
 
 
+def separator_files(conf: dict) -> list[Path]:
+    """The ``model.pth`` of each ``separator_models`` entry (a file or an experiment folder).
+
+    Raises:
+        FileNotFoundError: naming the entry that has none.
+    """
+    files = []
+    for entry in conf["separator_models"]:
+        path = Path(entry)
+        model_file = path / "model.pth" if path.is_dir() else path
+        if not model_file.is_file():
+            raise FileNotFoundError(f"separator_models: {model_file} does not exist; give "
+                                    f"model.pth files or experiment folders of `bisep train`")
+        files.append(model_file)
+    return files
+
+
 def _separator_bank(conf: dict, conditioner, singles, log) -> tuple:
     """Every ``separator_models`` entry's outputs (see
     :func:`~bisep.train.clap_batches.separator_outputs`), concatenated."""
@@ -233,12 +250,7 @@ def _separator_bank(conf: dict, conditioner, singles, log) -> tuple:
     from bisep.train.clap_batches import separator_outputs
 
     parts = []
-    for number, path in enumerate(conf["separator_models"]):
-        path = Path(path)
-        model_file = path / "model.pth" if path.is_dir() else path
-        if not model_file.is_file():
-            raise FileNotFoundError(f"separator_models: {model_file} does not exist; give "
-                                    f"model.pth files or experiment folders of `bisep train`")
+    for number, model_file in enumerate(separator_files(conf)):
         separator = from_pretrained(model_file).eval()
         if separator.sample_rate != conditioner.sample_rate:
             raise ValueError(f"separator_models: {model_file} runs at {separator.sample_rate} "
@@ -291,6 +303,7 @@ def train(data_dir: str | Path, out_dir: str | Path, conf: dict, log=print) -> d
             raise FileNotFoundError(f"{data_dir / name} does not exist: run data preparation "
                                     f"first (`bisep prepare synth_music {data_dir}`, recipe "
                                     f"stage 1)")
+    separator_files(conf)  # before any work: a missing model is named now
     if conf["num_threads"]:
         torch.set_num_threads(conf["num_threads"])
     torch.manual_seed(conf["seed"])
