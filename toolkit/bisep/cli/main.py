@@ -12,13 +12,15 @@ import importlib
 import sys
 
 import bisep
+from bisep.errors import UserError
 
 SUBCOMMANDS = ("plugins", "config", "prepare", "mix", "train", "train-clap", "separate", "score",
                "report")
 
 
-class CliError(Exception):
-    """A user-facing error: printed as ``bisep <cmd>: error: ...`` with exit code 2."""
+class CliError(UserError):
+    """An error in the command line: printed as ``bisep <cmd>: error: ...`` with exit code 2,
+    as every :class:`bisep.errors.UserError` is."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except CliError as exc:
+    except UserError as exc:
         print(f"bisep {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
