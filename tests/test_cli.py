@@ -38,3 +38,36 @@ def test_python_dash_m_reports_user_errors_without_traceback(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2, out.stderr
     assert "unknown key 'sed'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_library_user_errors_print_as_messages(monkeypatch, capsys):
+    from bisep.cli import main as cli, plugins
+    from bisep.data.manifest import DataError
+
+    def run(args):
+        raise DataError("x.jsonl:3: no 'audio' key")
+
+    monkeypatch.setattr(plugins, "run", run)
+    assert cli.main(["plugins"]) == 2
+    assert capsys.readouterr().err == "bisep plugins: error: x.jsonl:3: no 'audio' key\n"
+
+
+def test_library_log_shows_while_a_command_runs(monkeypatch, capsys):
+    import logging
+
+    from bisep.cli import main as cli, plugins
+
+    def run(args):
+        logging.getLogger("bisep.data.corpus").info("music: 3 sources listed")
+        logging.getLogger("bisep.data.corpus").debug("not shown")
+        logging.getLogger("bisep.train.fit").warning("odd")
+        return 0
+
+    monkeypatch.setattr(plugins, "run", run)
+    logger = logging.getLogger("bisep")
+    handlers, level = list(logger.handlers), logger.level
+    assert cli.main(["plugins"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "music: 3 sources listed\n"  # plain lines on stdout, as print gave them
+    assert err == "bisep.train.fit: WARNING: odd\n"
+    assert (logger.handlers, logger.level) == (handlers, level)  # gone with the command

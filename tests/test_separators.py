@@ -94,8 +94,8 @@ def test_paper_preset_sizes():
     chans = [level[0].out_channels for level in model.downs]
     assert chans == [64, 128, 256, 512, 512, 512, 512]
     assert model.ups[0].out.out_channels == 32
-    # The notes' hand count of the U-Net, head and text projection, plus the
-    # embedding-as-token layer (512 * 768 + 768).
+    # The reference code's U-Net, head and text projection, about 87.7 M
+    # (docs/paper.md#conditional-u-net), plus the embedding-as-token layer (512 * 768 + 768).
     total = sum(p.numel() for p in model.parameters())
     assert total - (512 * 768 + 768) == pytest.approx(87.7e6, rel=2e-3)
 

@@ -12,9 +12,10 @@ import numpy as np
 import soundfile as sf
 
 from bisep.atomic import atomic_path
+from bisep.errors import UserError
 
 
-class AudioError(ValueError):
+class AudioError(ValueError, UserError):
     """An audio file that cannot be used; the message names the file and the fix."""
 
 

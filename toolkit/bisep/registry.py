@@ -32,11 +32,12 @@ from typing import Any, Callable, Iterator
 import pluggy
 
 from bisep import hookspecs
+from bisep.errors import UserError
 
 BUILTIN_DISTRIBUTION = "bisep"
 
 
-class PluginError(Exception):
+class PluginError(UserError):
     """Base class of the errors raised while loading or looking up plugins."""
 
 

@@ -8,17 +8,21 @@ Each subcommand lives in ``bisep/cli/<name>.py`` (dashes become underscores: ``t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import sys
 
 import bisep
+from bisep.errors import UserError
 
 SUBCOMMANDS = ("plugins", "config", "prepare", "mix", "train", "train-clap", "separate", "score",
                "report")
 
 
-class CliError(Exception):
-    """A user-facing error: printed as ``bisep <cmd>: error: ...`` with exit code 2."""
+class CliError(UserError):
+    """An error in the command line: printed as ``bisep <cmd>: error: ...`` with exit code 2,
+    as every :class:`bisep.errors.UserError` is."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,13 +44,38 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
-    except CliError as exc:
+        with log_to_console():
+            return int(args.func(args) or 0)
+    except UserError as exc:
         print(f"bisep {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"bisep {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def log_to_console():
+    """Show the library's log (the ``bisep`` loggers) while a command runs: INFO as plain
+    lines on stdout, where recipe logs and tests have always read them, and warnings and
+    errors on stderr. The handlers go when the command ends, so calling :func:`main` again in
+    one process (tests) does not print every line twice."""
+    out = logging.StreamHandler(sys.stdout)
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING)
+    err.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("bisep")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(out)
+    logger.addHandler(err)
+    try:
+        yield
+    finally:
+        logger.removeHandler(out)
+        logger.removeHandler(err)
+        logger.setLevel(level)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -12,10 +12,11 @@ used: its constructor downloads roberta-base (weights and tokenizer) from the mo
   since the CLAP checkpoint holds the whole text tower.
 
 Audio is embedded the way CLAP does for clips up to 10 s: repeat-pad then zero-pad to 10 s at
-48 kHz (the paper's 8.19 s outputs are therefore zero-padded, see paper notes P11). Unlike
-``CLAP_Module.get_audio_embedding_from_data``, inputs are not quantized to int16 (that would cut
-the gradient), clips longer than 10 s keep their *first* 10 s instead of a random crop (the loss of
-an item must not change between calls), and the batch goes through the audio tower in one call.
+48 kHz (the paper's 8.19 s outputs are therefore zero-padded, see
+``docs/paper.md#p11-clap-input-length``). Unlike ``CLAP_Module.get_audio_embedding_from_data``,
+inputs are not quantized to int16 (that would cut the gradient), clips longer than 10 s keep
+their *first* 10 s instead of a random crop (the loss of an item must not change between calls),
+and the batch goes through the audio tower in one call.
 """
 from __future__ import annotations
 

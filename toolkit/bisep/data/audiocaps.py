@@ -12,7 +12,7 @@ The csv files are the dataset's own, with the header
 clip (one row each). Rows are grouped by ``youtube_id``: the first caption is the clip's
 ``caption``, and all of them are kept under ``captions`` when there are several.
 
-Protocol (paper notes, sections 2, 3 and 8):
+Protocol (``docs/paper.md#data-and-evaluation``, ``docs/paper.md#p5-phrase-count``):
 
 - **train** (the official train csv): natural clips, no stems. ``caption`` is the full
   caption (the mixture-level prompt); ``phrases`` are its source phrases

@@ -12,7 +12,7 @@ the extracted clips into manifest items; this module does the rest:
    consecutive segments spread over the file (long MUSIC videos).
 2. **Skip report** ``skipped.tsv`` (``id, path, reason, detail``): every source that gave
    no clip, with the reason of :data:`bisep.data.media.REASONS`. A bad file never stops
-   the run; the counts per reason are printed at the end.
+   the run; the counts per reason are logged at the end (``bisep prepare`` prints them).
 3. **Compositions** (:meth:`CorpusDataset.compose`): 2-source mixtures whose ``audio`` is
    exactly the sum of its two ``stems``, drawn from ``numpy.random.default_rng`` seeded by
    the dataset's seed over clips sorted by id, so two users with the same files write the
@@ -34,6 +34,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -54,6 +55,8 @@ from bisep.data.manifest import DataError, manifest_text
 from bisep.data.media import (SILENCE_DB, MediaError, check_usable, decode, media_duration,
                               rms_db)
 from bisep.data.prompts import join_words
+
+log = logging.getLogger(__name__)
 
 MEDIA_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus",
                             ".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".3gp"})
@@ -465,8 +468,8 @@ class CorpusDataset:
             raise DataError(f"{self.name}: ids that cannot name a file (empty, hidden or with "
                             f"a path separator): {', '.join(map(repr, unsafe[:5]))}. Fix them "
                             f"in the metadata.")
-        print(f"{self.name}: {len(sources)} sources listed, "
-              f"{sum(s.path is not None for s in sources)} found under {self.root}")
+        log.info("%s: %d sources listed, %d found under %s", self.name, len(sources),
+                 sum(s.path is not None for s in sources), self.root)
         results, reused = self._extract_all(sources, data_dir)
         skipped = [(s, results[s.id]) for s in sources if "clips" not in results[s.id]]
         self._write_skips(data_dir / "skipped.tsv", skipped)
@@ -495,14 +498,13 @@ class CorpusDataset:
                 "skipped": dict(sorted(reasons.items()))}
         written += _write_if_changed(data_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
         seconds = time.perf_counter() - start
-        print(f"{self.name}: {len(sources) - len(skipped)} of {len(sources)} sources used "
-              f"({reused} already extracted), {len(skipped)} skipped"
-              + (": " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
-                 if reasons else "") + f" (list: {data_dir / 'skipped.tsv'})")
-        print(f"{self.name}: " + ", ".join(f"{name} {len(items)}" for name, items in
-                                           manifests.items())
-              + f" items; {written} of the manifests and meta.json rewritten in {data_dir} "
-                f"({seconds:.1f} s)")
+        log.info("%s: %d of %d sources used (%d already extracted), %d skipped%s (list: %s)",
+                 self.name, len(sources) - len(skipped), len(sources), reused, len(skipped),
+                 ": " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+                 if reasons else "", data_dir / "skipped.tsv")
+        log.info("%s: %s items; %d of the manifests and meta.json rewritten in %s (%.1f s)",
+                 self.name, ", ".join(f"{name} {len(items)}" for name, items in manifests.items()),
+                 written, data_dir, seconds)
         return meta
 
     def _extract_all(self, sources: list[Source], data_dir: Path) -> tuple[dict, int]:

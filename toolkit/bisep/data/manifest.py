@@ -28,11 +28,12 @@ from typing import Iterable
 
 from bisep.atomic import write_text_atomic
 from bisep.data.prompts import mixture_prompt, phrase
+from bisep.errors import UserError
 
 REQUIRED = {"id": str, "audio": str, "labels": list, "duration": (int, float)}
 
 
-class DataError(ValueError):
+class DataError(ValueError, UserError):
     """Data that cannot be used as written; the message names the file, line and fix."""
 
 

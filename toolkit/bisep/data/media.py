@@ -27,6 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from bisep.audio import resample_audio
+from bisep.errors import UserError
 
 REASONS = ("missing", "unreadable", "no_audio_stream", "too_short", "silent")
 SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga"})
@@ -37,7 +38,7 @@ SILENCE_DB = -60.0
 PREROLL = 0.5
 
 
-class MediaError(ValueError):
+class MediaError(ValueError, UserError):
     """A media file that cannot give usable audio.
 
     Attributes:

@@ -9,7 +9,7 @@ The metadata is the dataset's own ``{"videos": {"accordion": ["<id>", ...], ...}
 named after the id elsewhere under the root is accepted too (one inside the instrument's
 folder wins).
 
-Protocol (paper notes, sections 7-8):
+Protocol (``docs/paper.md#data-and-evaluation``, ``docs/paper.md#p8-splits``):
 
 - Videos are split by a hash of ``(seed, youtube id)``: ``test_fraction`` to test, then
   ``valid_fraction`` of the rest to valid (the paper: a random 90/10 split of clips longer

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ import soundfile as sf
 
 from bisep.atomic import atomic_path, write_text_atomic
 from bisep.data.manifest import DataError, read_manifest, write_manifest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -417,8 +420,8 @@ class SynthMusic:
         """
         data_dir = Path(data_dir)
         if self.is_prepared(data_dir):
-            print(f"synth_music: {data_dir} is up to date (meta.json matches this config); "
-                  f"nothing to do.")
+            log.info("synth_music: %s is up to date (meta.json matches this config); "
+                     "nothing to do.", data_dir)
             return json.loads((data_dir / "meta.json").read_text())
         (data_dir / "meta.json").unlink(missing_ok=True)
         from tqdm import tqdm
@@ -453,8 +456,8 @@ class SynthMusic:
                 "counts": {split: len(items) for split, items in manifests.items()},
                 "stems_rendered": num_stems, "prepare_seconds": round(seconds, 2)}
         write_text_atomic(data_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
-        print(f"synth_music: wrote {sum(meta['counts'].values())} clips ({num_stems} stems) "
-              f"to {data_dir} in {seconds:.1f} s.")
+        log.info("synth_music: wrote %d clips (%d stems) to %s in %.1f s.",
+                 sum(meta["counts"].values()), num_stems, data_dir, seconds)
         return meta
 
     def __call__(self, data_dir: str | Path) -> dict:

@@ -11,7 +11,7 @@ with split ``train`` or ``test``. A file named ``<id>.*`` is taken as the 10 s c
 unless ``whole_videos`` is true, in which case it is the whole YouTube video and the row's
 start time locates the clip in it.
 
-Protocol (paper notes, sections 7-8):
+Protocol (``docs/paper.md#data-and-evaluation``, ``docs/paper.md#p8-splits``):
 
 - ``split: random`` (default, the paper's): clips are split by a hash of ``(seed, clip id)``,
   ``test_fraction`` (10%) to test; ``official`` keeps the csv's test rows as test. Either

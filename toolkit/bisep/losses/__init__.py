@@ -4,7 +4,7 @@ Plain functions (shapes checked, NaN refused, fp16/bf16 promoted) and small modu
 
     from bisep.losses import consistency_reconstruction_loss, bimodal_contrastive_loss
 
-Paper terms (``shared/paper-notes.md`` sections 3-5):
+Paper terms (``docs/paper.md#losses``):
 
 ==============================  ==========================================  ==============
 function                        module (plugin name)                        paper

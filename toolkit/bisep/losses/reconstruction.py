@@ -7,8 +7,9 @@
 - :func:`supervised_separation_loss` (L_SUP): single-source targets, when they exist
   (supervised and semi-supervised training).
 
-All share one weighting, ``W = clip(log(1 + |X|), 1e-3, 10)`` (paper section 3), which
-weighs loud bins more without letting a few peaks dominate.
+All share one weighting, ``W = clip(log(1 + |X|), 1e-3, 10)``
+(``docs/paper.md#loudness-weight``), which weighs loud bins more without letting a few peaks
+dominate.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def mix_separate_loss(mixture_masks: torch.Tensor, mom_mag: torch.Tensor,
     """L_UNS: recover each mixture of the mixture of mixtures from its mixture prompt.
 
     ``Σ_n mean_{f,t}[ W ⊙ |M(c_n) ⊙ |X| − |X_n|| ]`` with ``W`` from the mixture of
-    mixtures ``|X|`` (paper section 3).
+    mixtures ``|X|`` (docs/paper.md#l_uns).
 
     Args:
         mixture_masks: masks predicted for the mixture-level prompts ``c_n``.
@@ -85,7 +86,7 @@ def mix_separate_loss(mixture_masks: torch.Tensor, mom_mag: torch.Tensor,
 def supervised_separation_loss(source_masks: torch.Tensor, mom_mag: torch.Tensor,
                                source_mags: torch.Tensor, source_valid: torch.Tensor | None = None,
                                reduction: str = "mean") -> torch.Tensor:
-    """L_SUP: mix-and-separate with single-source targets (paper section 5, inferred form).
+    """L_SUP: mix-and-separate with single-source targets (docs/paper.md#l_sup).
 
     ``Σ_s valid_s · mean_{f,t}[ W ⊙ |M(p_s) ⊙ |X| − |S_s|| ]``, ``W`` from ``|X|``.
 
@@ -115,7 +116,7 @@ def consistency_reconstruction_loss(phrase_masks: torch.Tensor, mom_mag: torch.T
     """L_CRL: the phrase outputs of each mixture must re-sum to that mixture.
 
     ``Σ_n mean_{f,t}[ W_n ⊙ |Σ_k w_{n,k} M_{n,k} ⊙ |X| − |X_n|| ]`` with
-    ``W_n = clip(log1p|X_n|, 1e-3, 10)`` (paper section 4 step 3). ``w_{n,k}`` is
+    ``W_n = clip(log1p|X_n|, 1e-3, 10)`` (docs/paper.md#l_crl). ``w_{n,k}`` is
     ``1/copies`` for a phrase repeated to fill K slots and 0 for an absent phrase.
 
     Args:

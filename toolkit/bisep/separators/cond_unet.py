@@ -270,7 +270,7 @@ class SCABlock(nn.Module):
     """Self-attention over the H·W positions, then cross-attention to the query tokens.
 
     No positional encoding, as in the paper; unlike the paper's code, padded tokens are
-    masked out (pitfall P6).
+    masked out (docs/paper.md#p6-attention-padding).
 
     Shape:
         - x: ``(N, dim, H, W)``; tokens: ``(N, L, token_dim)``; token_mask: ``(N, L)``.

@@ -20,9 +20,10 @@ from torch.utils.data import DataLoader, Dataset
 from bisep.audio import read
 from bisep.data.manifest import item_phrases, read_manifest
 from bisep.data.mom import MoMDataset, collate_mom, read_plan
+from bisep.errors import UserError
 
 
-class MissingStageOutput(FileNotFoundError):
+class MissingStageOutput(FileNotFoundError, UserError):
     """A file an earlier recipe stage writes is missing."""
 
 

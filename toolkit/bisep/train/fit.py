@@ -30,7 +30,7 @@ from bisep.config import ConfigError, dump, experiment_part
 from bisep.atomic import write_text_atomic
 from bisep.train.inputs import PHRASE_INPUTS, SOURCE_INPUTS, term_inputs
 
-log = logging.getLogger("bisep.train")
+log = logging.getLogger(__name__)
 
 
 def check_mode(config: dict, registry=None) -> str:
@@ -143,8 +143,7 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
         enable_progress_bar=trainer_conf["progress_bar"], enable_model_summary=False)
     if resume_from is not None:
         step = read_lightning_checkpoint(resume_from)["global_step"]
-        log.info("resuming %s from step %d (%s)", exp_dir, step, resume_from)
-        print(f"bisep train: resuming from step {step} ({resume_from})", flush=True)
+        log.info("bisep train: resuming from step %d (%s)", step, resume_from)
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
     # The periodic checkpoint fires every N steps; the final step may fall between two.
     trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
