@@ -2,6 +2,7 @@
 and the `bisep prepare` / `bisep mix` commands."""
 import hashlib
 import json
+import logging
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -159,10 +160,11 @@ def test_prepare_writes_consistent_splits(tiny):
     assert {len(it["labels"]) for it in manifests["train"]} <= {2, 3, 4}
 
 
-def test_prepare_again_is_a_noop_and_a_killed_run_is_redone(tiny, tmp_path, monkeypatch, capsys):
+def test_prepare_again_is_a_noop_and_a_killed_run_is_redone(tiny, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="bisep")
     before = {p: p.stat().st_mtime_ns for p in tiny.rglob("*.wav")}
     SynthMusic(**TINY).prepare(tiny)
-    assert "up to date" in capsys.readouterr().out
+    assert "up to date" in caplog.text
     assert {p: p.stat().st_mtime_ns for p in tiny.rglob("*.wav")} == before
 
     small = {**TINY, "num_train": 3, "num_test": 2, "num_clap_singles": 2}
@@ -182,8 +184,9 @@ def test_prepare_again_is_a_noop_and_a_killed_run_is_redone(tiny, tmp_path, monk
     monkeypatch.setattr(synth_music, "write_pcm16", real_write)
     assert not (out / "meta.json").exists() and not list(out.glob("*.jsonl"))
     assert not SynthMusic(**small).is_prepared(out)
+    caplog.clear()
     SynthMusic(**small).prepare(out)
-    assert "wrote" in capsys.readouterr().out
+    assert "wrote" in caplog.text
     clean = tmp_path / "clean"
     SynthMusic(**small).prepare(clean)
     assert tree_digest(out) == tree_digest(clean)

@@ -13,11 +13,6 @@ PACKAGE = REPO / "toolkit" / "bisep"
 # Notes kept next to a checkout, not in it: a reader of the repository cannot follow these.
 OUTSIDE = re.compile(r"paper[- ]notes|notes section|pitfall P\d|\bshared/|/work/|"
                      r"official-code-audit|prototype\.md", re.IGNORECASE)
-# Files that other branches were editing when the references above were replaced; the
-# lines to change are in the issue-15 report. Remove each entry when its file is fixed
-# (test_pending_files_still_need_fixing fails until then).
-PENDING = {"toolkit/bisep/report.py", "toolkit/bisep/metrics/simple.py",
-           "toolkit/bisep/metrics/item.py", "toolkit/bisep/losses/contrastive.py"}
 PAPER_LINK = re.compile(r"(?:docs/)?paper\.md#([A-Za-z0-9_-]+)")
 
 
@@ -44,13 +39,9 @@ def outside_references():
 
 
 def test_no_file_cites_notes_outside_the_repository():
-    found = sorted(ref for ref in outside_references() if ref[0] not in PENDING)
+    found = sorted(ref for ref in outside_references())
     assert not found, "cite docs/paper.md#<anchor> instead:\n" + "\n".join(
         f"{name}:{number}: {line}" for name, number, line in found)
-
-
-def test_pending_files_still_need_fixing():
-    assert {name for name, _, _ in outside_references()} >= PENDING
 
 
 def github_anchor(heading: str) -> str:

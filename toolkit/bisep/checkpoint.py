@@ -22,11 +22,12 @@ import torch
 
 import bisep
 from bisep.atomic import atomic_path
+from bisep.errors import UserError
 
 REQUIRED_KEYS = ("model_name", "model_args", "state_dict")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ValueError, UserError):
     """A checkpoint that cannot be read or does not hold a bisep model."""
 
 

@@ -27,8 +27,10 @@ from typing import Any, Callable
 
 import yaml
 
+from bisep.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(ValueError, UserError):
     """A config that cannot be used as written."""
 
 

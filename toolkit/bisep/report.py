@@ -35,13 +35,15 @@ from datetime import datetime
 from pathlib import Path
 
 from bisep.atomic import atomic_path, write_text_atomic
+from bisep.errors import UserError
 
 #: Canonical training modes, in the order the tables list them.
 MODES = ("unsupervised", "weak", "supervised", "semi")
 _MODE_WORDS = {"unsupervised": "unsupervised", "unsup": "unsupervised", "weak": "weak",
                "supervised": "supervised", "sup": "supervised", "semi": "semi"}
 
-#: The paper's headline claims (paper-notes section 10): SDR(numerator) / SDR(denominator),
+#: The paper's headline claims (docs/paper.md#headline-claims): SDR(numerator) /
+#: SDR(denominator),
 #: as the abstract states them.
 PAPER_RATIOS = (("weak", "unsupervised", "1.71 (+71%)"), ("weak", "supervised", "0.975 (97.5%)"),
                 ("semi", "supervised", "1.17 (+17%)"))
@@ -51,7 +53,7 @@ METRICS = (("sdr", "SDR"), ("sir", "SIR"), ("sar", "SAR"), ("sdri", "SDRi"),
            ("si_sdr", "SI-SDR"), ("snr", "SNR"), ("energy_ratio_db", "energy ratio"))
 
 
-class ReportError(ValueError):
+class ReportError(ValueError, UserError):
     """Results that cannot be reported; the message names the file and the stage to run."""
 
 

@@ -1,11 +1,11 @@
 """The bi-modal contrastive loss (L_CNT): separated audio should embed near its prompt.
 
-Paper, section 4 step 2 (see ``shared/paper-notes.md``): for each mixture ``n`` of a
+Paper (``docs/paper.md#l_cnt``): for each mixture ``n`` of a
 mixture of mixtures, stack the B·K (item, phrase) pairs, embed each separated output
 with the frozen audio tower (``a``) and each phrase with the text tower (``t``), and
 take a cross-entropy over ``s · a tᵀ`` whose positives are the matching pairs.
 
-Beyond the paper's code (pitfall P4), pairs whose *texts are identical* ("The sound of
+Beyond the paper's code (``docs/paper.md#p4-contrastive-details``), pairs whose *texts are identical* ("The sound of
 violin" in two items) are all positives rather than false negatives, padded phrases are
 masked out, and the text->audio direction can be added (``symmetric``).
 """

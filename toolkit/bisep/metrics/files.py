@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from bisep.audio import read
+from bisep.errors import UserError
 from bisep.metrics.item import SILENCE_THRESHOLD
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -44,7 +45,7 @@ _LIST_EXAMPLE = ('{"id": "a", "mixture": "a.wav", "sources": {"violin": "ref/a/v
                  '"estimates": {"violin": "est/a/violin.wav"}}')
 
 
-class ScoreInputError(ValueError):
+class ScoreInputError(ValueError, UserError):
     """Files that cannot be scored as given; the message names them and the fix."""
 
 

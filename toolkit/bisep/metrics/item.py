@@ -8,7 +8,7 @@ from bisep.metrics.bss_eval import bss_eval_sdr, bss_eval_sources
 from bisep.metrics.simple import energy_ratio_db, si_sdr, snr
 
 # The paper drops a test mixture when any reference or estimate has sum|x| <= 1e-5
-# (paper-notes section 8). That is digital silence in practice (one 16-bit step is 3e-5),
+# (docs/paper.md#p7-sdr-not-sdri). That is digital silence in practice (one 16-bit step is 3e-5),
 # where SDR is undefined (all zeros) or measures rounding noise.
 SILENCE_THRESHOLD = 1e-5
 

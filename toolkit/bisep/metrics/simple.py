@@ -7,7 +7,7 @@ With ``s`` the reference and ``ŝ`` the estimate (no zero-mean step, as in BSS-E
 - SNR: ``10 log10 |s|² / |ŝ − s|²``; penalises a wrong gain.
 - energy ratio: ``10 log10 |ŝ|² / |s|²``; 0 dB at the right level, negative when the
   output is too quiet. SDR and SI-SDR cannot see the gain, and weakly-supervised
-  separators tend to shrink their outputs (paper-notes P11), so it is reported beside them.
+  separators tend to shrink their outputs (docs/paper.md#p11-clap-input-length), so it is reported beside them.
 
 No epsilon is added (unlike the losses in :mod:`bisep.losses.sdr`): a perfect estimate
 gives ``+inf``, and silent references are refused rather than scored.
