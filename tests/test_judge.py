@@ -119,12 +119,17 @@ def test_spearman():
 
 
 def test_train_clap_energy_objective_writes_the_judge_figures(tmp_path):
+    # One tiny run with every kind of item: masked outputs, a trained separator's outputs,
+    # artefact targets; then --evaluate on the result, and the errors.
     data, out = tmp_path / "data", tmp_path / "exp"
     write_tiny_data(data)
+    model = tiny_separator_file(tmp_path)
     result = run_cli("train-clap", "--data-dir", data, "--out-dir", out, "--conf", TINY_CONF,
                      "clip_seconds=1.0", "objective=energy", "masked_per_batch=2",
-                     check=True)
+                     "artefact_targets=true", f"separator_models=[{tmp_path}]",
+                     "separator_outputs=3", "separator_per_batch=2", check=True)
     assert "energy share" in result.stdout and "objective energy" in result.stdout
+    assert f"6 outputs of {model}" in result.stdout
     report = json.loads((out / "eval.json").read_text())
     assert report["objective"] == "energy"
     curve = report["leakage_curve"]
@@ -143,6 +148,11 @@ def test_train_clap_energy_objective_writes_the_judge_figures(tmp_path):
     missing = run_cli("train-clap", "--data-dir", tmp_path, "--out-dir", tmp_path / "ev2",
                       "--evaluate", out / "mini_clap.pth")
     assert missing.returncode == 2 and "clap_heldout.jsonl does not exist" in missing.stderr
+    missing = run_cli("train-clap", "--data-dir", data, "--out-dir", out, "--conf", TINY_CONF,
+                      "objective=energy", f"separator_models=[{tmp_path / 'none'}]")
+    assert missing.returncode == 2 and "separator_models" in missing.stderr
+    assert f"{tmp_path / 'none'} does not exist" in missing.stderr
+    assert "Loading weights" not in missing.stderr  # refused before any work
 
 
 def write_separated(folder, ids, rate=16000):
@@ -228,19 +238,3 @@ def test_separator_outputs_carry_their_exact_leakage(tmp_path):
     again, *_ = separator_outputs(separator, judge, singles, 5, seed=0)
     torch.testing.assert_close(again, audio)  # seeded
     assert torch.isfinite(audio).all() and audio.abs().sum() > 0
-
-
-def test_train_clap_with_separator_outputs(tmp_path):
-    data, out = tmp_path / "data", tmp_path / "exp"
-    write_tiny_data(data)
-    model = tiny_separator_file(tmp_path)
-    result = run_cli("train-clap", "--data-dir", data, "--out-dir", out, "--conf", TINY_CONF,
-                     "clip_seconds=1.0", "objective=energy", "artefact_targets=true",
-                     f"separator_models=[{tmp_path}]", "separator_outputs=3",
-                     "separator_per_batch=2", check=True)
-    assert f"6 outputs of {model}" in result.stdout
-    missing = run_cli("train-clap", "--data-dir", data, "--out-dir", out, "--conf", TINY_CONF,
-                      "objective=energy", f"separator_models=[{tmp_path / 'none'}]")
-    assert missing.returncode == 2 and "separator_models" in missing.stderr
-    assert f"{tmp_path / 'none'} does not exist" in missing.stderr
-    assert "Loading weights" not in missing.stderr  # refused before any work
