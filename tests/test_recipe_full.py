@@ -96,3 +96,28 @@ def test_full_list_errors_name_the_file_and_key(recipe, tmp_path):
     assert out.returncode == 1 and "mini_clap.pth is missing: run ./run.sh --stop_stage 3" \
         in out.stderr
     assert "--jobs" in sh(recipe, "local/full.sh", "--help", check=False).stdout
+
+
+def test_a_run_can_use_another_query_encoder(recipe, tmp_path):
+    # claps: extra query encoders trained once (skipped when their mini_clap.pth exists);
+    # a run's clap: key gives its stages 4-6 that encoder instead of exp/mini_clap.
+    import sys
+
+    conf = tmp_path / "screen.yaml"
+    conf.write_text(yaml.safe_dump({
+        "claps": {"judge_b": "conf/mini_clap.yaml"},
+        "runs": [{"config": "conf/train_weak.yaml", "clap": "judge_b", "suffix": "_b"},
+                 {"config": "conf/train_weak.yaml"}]}))
+    out = sh(recipe, sys.executable, "local/full_plan.py", "--conf", conf, "--python", "PY")
+    lines = out.stdout.splitlines()
+    clap = [line for line in lines if line.startswith("clap\t")]
+    assert clap == ["clap\t[ -f exp/judge_b/mini_clap.pth ] || PY -m bisep train-clap "
+                    "--data-dir data --out-dir exp/judge_b --conf conf/mini_clap.yaml"]
+    runs = [line for line in lines if line.startswith("run\t")]
+    assert runs[0].startswith("run\tweak_b\t")
+    assert "--clap_checkpoint exp/judge_b/mini_clap.pth" in runs[0]
+    assert "--clap_checkpoint" not in runs[1]
+    conf.write_text(yaml.safe_dump({"runs": [{"config": "conf/train_weak.yaml",
+                                              "clap": "nowhere"}]}))
+    out = sh(recipe, sys.executable, "local/full_plan.py", "--conf", conf, check=False)
+    assert out.returncode == 2 and "clap 'nowhere' is not a key of 'claps'" in out.stderr
