@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bisep.metrics.toeplitz import block_toeplitz_matmul, solve_block_toeplitz
+from bisep.metrics.toeplitz import block_toeplitz_matmul, solve_block_toeplitz, solve_toeplitz
 
 
 def gram_blocks(rng, n_sys, taps, m, length=400):
@@ -27,6 +27,15 @@ def test_solve_matches_a_dense_solve(m):
     rhs = rng.standard_normal((3, 40, m, 2))
     expected = np.linalg.solve(dense, rhs.reshape(3, 40 * m, 2)).reshape(3, 40, m, 2)
     np.testing.assert_allclose(solve_block_toeplitz(blocks, rhs), expected,
+                               rtol=1e-8, atol=1e-12 * np.abs(expected).max())
+
+
+def test_symmetric_scalar_solve_matches_a_dense_solve():
+    rng = np.random.default_rng(4)
+    blocks, dense = gram_blocks(rng, n_sys=3, taps=50, m=1)
+    rhs = rng.standard_normal((3, 50, 2))
+    expected = np.linalg.solve(dense, rhs)
+    np.testing.assert_allclose(solve_toeplitz(blocks[:, :, 0, 0], rhs), expected,
                                rtol=1e-8, atol=1e-12 * np.abs(expected).max())
 
 

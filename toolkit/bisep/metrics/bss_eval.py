@@ -14,28 +14,30 @@ compute_permutation=False)``, as the paper scores (estimate ``j`` against refere
 
 Backends:
 
-- ``"fast"`` (default): the same algebra, written for speed in numpy float64. The
-  normal equations come from FFT correlations instead of Python-built Toeplitz blocks,
-  one factorisation of the all-source system serves every estimate (mir_eval solves it
-  once per estimate), and the residuals are formed as time signals and summed, as
-  mir_eval does, rather than taken as differences of energies. A singular system falls
-  back to the pseudo-inverse, as mir_eval falls back to ``lstsq``. Agreement with
-  mir_eval is tested to 0.01 dB (measured: about 1e-13 dB on realistic signals). They
-  differ only where an error term is at the float64 rounding floor: a perfect estimate,
-  the mixture scored as an estimate (no artifacts), identical references (no
-  interference), or signals shorter than ``(n_src - 1) * 512 + 1`` samples (the delayed
-  references span everything: no artifacts). Both then give values above ~150 dB that
-  are rounding noise.
-
-  Numpy rather than torch: on CPUs shared with other jobs (2 cores here), torch's
-  MKL/OpenMP solve slowed down 5-10x while numpy's stayed within 2x; torch tensors are
-  accepted and copied to the CPU.
+- ``"fast"`` (default): the same least-squares problems in numpy float64, several items
+  per call (:data:`BATCH`). All auto- and cross-correlations come from one FFT of each
+  signal; the projection systems are Toeplitz (own reference) and block Toeplitz (all
+  references, one ``n_src x n_src`` block per delay), and :mod:`bisep.metrics.toeplitz`
+  solves each kind for all items of a batch with one Levinson recursion, ``O(512² n_src³)`` instead of a dense ``O((512 n_src)³)``
+  solve per estimate. The energies then follow from the normal equations
+  (:func:`_energies`), without forming the projections as signals. Two checks send an
+  item to :func:`_exact_item` (dense solves, the error terms formed as time signals and
+  summed, as mir_eval does; the pseudo-inverse where mir_eval falls back to ``lstsq``):
+  filters that do not satisfy the normal equations consistently (the recursion is not
+  backward stable, and breaks down on nearly singular systems, e.g. references with no
+  energy in part of the band or identical references), and an error term more than
+  :data:`FLOOR_DB` below its signal (a perfect estimate, the mixture scored as an
+  estimate), where a difference of energies would be rounding noise. Agreement with
+  mir_eval is tested to 0.01 dB (measured: about 1e-11 dB on realistic signals).
+  Torch tensors are accepted and copied to the CPU; numpy rather than torch because
+  torch's per-call overhead and its threads on shared cores made the recursion slower.
 - ``"mir_eval"``: ``mir_eval.separation.bss_eval_sources`` itself, one item at a time.
 
-``fast_bss_eval`` 0.1.4 (an optional extra) has the same defaults as mir_eval apart from
-``compute_permutation=True`` (filter length 512, no zero-mean, no dB clamp, exact
-solve) and agrees to 1e-3 dB with ``compute_permutation=False``, but it reports ``inf``
-where the error term is rounding noise; bisep does not need it.
+Why not ``fast_bss_eval``: bisep needs mir_eval's v3 numbers exactly (the 512-tap
+distortion filter, no permutation: estimate ``j`` against reference ``j``, float64, an
+exact solve). ``fast_bss_eval`` 0.1.4 defaults to ``compute_permutation=True``, reports
+``inf`` where an error term is rounding noise, approximates with conjugate gradients when
+asked for speed, and would be one more dependency.
 """
 from __future__ import annotations
 
@@ -45,7 +47,8 @@ from typing import NamedTuple
 import numpy as np
 
 from bisep.metrics._common import as_float64, energy, require_nonsilent, to_db
-from bisep.metrics.toeplitz import block_toeplitz_matmul, solve_block_toeplitz
+from bisep.metrics.toeplitz import (block_toeplitz_matmul, solve_block_toeplitz,
+                                    solve_toeplitz)
 
 FILTER_LENGTH = 512
 BACKENDS = ("fast", "mir_eval")
@@ -145,7 +148,7 @@ def _fast_batch(refs: np.ndarray, ests: np.ndarray, sdr_only: bool) -> np.ndarra
     est_energy = energy(ests)
     # autocorr[b, i, d] = <ref_i, ref_i delayed by d>; xcorr[b, i, j, t] = <ref_i delayed
     # by t, est_j> (only i = j for the SDR); d, t = 0..taps-1.
-    autocorr = np.fft.irfft(np.abs(ref_f) ** 2, n=n_fft)[..., :taps]
+    autocorr = np.fft.irfft(ref_f.real ** 2 + ref_f.imag ** 2, n=n_fft)[..., :taps]
     if sdr_only:
         own_xcorr = np.fft.irfft(ref_f.conj() * est_f, n=n_fft)[..., :taps]
     else:
@@ -155,7 +158,8 @@ def _fast_batch(refs: np.ndarray, ests: np.ndarray, sdr_only: bool) -> np.ndarra
     # SDR: each estimate's own-reference system, scalar Toeplitz, one per (item, source).
     own_blocks = autocorr.reshape(-1, taps, 1, 1)
     own_rhs = own_xcorr.reshape(-1, taps, 1, 1)
-    own_filters = solve_block_toeplitz(own_blocks, own_rhs)
+    own_filters = solve_toeplitz(autocorr.reshape(-1, taps),
+                                 own_xcorr.reshape(-1, taps, 1))[:, :, None]
     own_energy, own_residual, own_ok = _energies(own_blocks, own_filters, own_rhs,
                                                  est_energy.reshape(-1, 1))
     own_energy = own_energy.reshape(n_items, n_src)

@@ -80,6 +80,39 @@ def solve_block_toeplitz(blocks: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return work[:, :k, :p * m].reshape(n_sys, k, p, m).transpose(0, 2, 3, 1)
 
 
+def solve_toeplitz(column: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve ``T x = rhs`` for a batch of symmetric Toeplitz matrices ``T``.
+
+    :func:`solve_block_toeplitz` with 1 x 1 blocks, where symmetry makes the backward
+    vector ``B`` the forward one reversed: about half the operations per step, which
+    matters because BSS-Eval solves one such system per estimate.
+
+    Shape:
+        - column: ``(S, p)``, ``T[n, j] = column[s, |n - j|]``.
+        - rhs: ``(S, p, K)``.
+        - output: ``(S, p, K)``.
+
+    A singular leading section gives non-finite or meaningless values (no exception).
+    """
+    n_sys, p = column.shape
+    k = rhs.shape[-1]
+    reversed_column = np.ascontiguousarray(column[:, ::-1])  # [r_{p-1}, ..., r_0]
+    # Columns [F | x], F the first column of the leading section's inverse (B = F reversed).
+    work = np.zeros((n_sys, p + 1, 1 + k))
+    with np.errstate(all="ignore"):
+        work[:, 0, 0] = 1 / column[:, 0]
+        work[:, 0, 1:] = rhs[:, 0] / column[:, :1]
+        for n in range(1, p):
+            # [r_n, ..., r_1] applied to F and x: err (= err_f = err_b) and θ.
+            err_x = (reversed_column[:, None, p - 1 - n:p - 1] @ work[:, :n])[:, 0]
+            err = err_x[:, :1]
+            forward = work[:, :n + 1, 0]  # [F; 0]
+            new = (forward - err * forward[:, ::-1]) / (1 - err * err)
+            forward[...] = new
+            work[:, :n + 1, 1:] += new[:, ::-1, None] * (rhs[:, n] - err_x[:, 1:])[:, None]
+    return work[:, :p, 1:]
+
+
 def block_toeplitz_matmul(blocks: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``T x`` by FFT (``T`` embedded in a circulant matrix of ``2p`` blocks).
 
