@@ -77,7 +77,8 @@ def bss_eval_sources(references, estimates, backend: str = "fast") -> BssEvalRes
 
     Shape:
         - references, estimates: ``(..., n_src, time)``, the same shape. Leading
-          dimensions are independent items.
+          dimensions are independent items; the fast backend is fastest with several per
+          call (they share its recursion's steps).
         - each output: ``(..., n_src)``.
 
     Returns:
@@ -96,7 +97,7 @@ def bss_eval_sdr(references, estimates, backend: str = "fast") -> np.ndarray:
     """The SDR of :func:`bss_eval_sources` alone.
 
     The fast backend then solves only the 512-tap projections on each estimate's own
-    reference, not the all-source system that SIR and SAR need: about half the work
+    reference, not the all-source system that SIR and SAR need: well under half the work
     (used for the mixture in :func:`bisep.metrics.score_item`). The ``mir_eval`` backend
     computes everything and returns the SDR.
 
