@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from bisep.metrics import (bss_eval_sdr, bss_eval_sources, energy_ratio_db, is_silent,
-                           score_item, si_sdr, snr, summarize, summarize_rows)
+from bisep.metrics import (bss_eval_sdr, bss_eval_sources, bss_eval_with_sdr, energy_ratio_db,
+                           is_silent, score_item, si_sdr, snr, summarize, summarize_rows)
 from bisep.audio import resample_audio
 from bisep.metrics.bss_eval import BATCH, FILTER_LENGTH, _exact_item
 
@@ -127,6 +127,27 @@ def test_fast_bss_eval_scores_a_batch_as_single_items():
     single = np.stack([np.array(bss_eval_sources(r, e)) for r, e in pairs], axis=1)
     np.testing.assert_allclose(batched, single, atol=1e-9)
     np.testing.assert_allclose(bss_eval_sdr(refs, ests), batched[0], atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", ["fast", "mir_eval"])
+def test_one_pass_with_the_mixture_matches_two_calls(backend):
+    pairs = [partial_separation(seed, seconds=0.2) for seed in (30, 31)]
+    refs = np.stack([p[0] for p in pairs])
+    ests = np.stack([p[1] for p in pairs])
+    mixes = np.broadcast_to(refs.sum(axis=1, keepdims=True), refs.shape)
+    perfect = ests.copy()
+    perfect[1] = refs[1]  # error terms at the rounding floor: the dense path, per item
+    for estimates in (ests, perfect):
+        bss, sdr_mix = bss_eval_with_sdr(refs, estimates, mixes, backend=backend)
+        np.testing.assert_allclose(np.array(bss),
+                                   np.array(bss_eval_sources(refs, estimates, backend)),
+                                   atol=1e-9)
+        np.testing.assert_allclose(sdr_mix, bss_eval_sdr(refs, mixes, backend), atol=1e-9)
+    with pytest.raises(ValueError, match=r"mixtures must have the shape"):
+        bss_eval_with_sdr(refs, ests, mixes[:, :1], backend=backend)
+    silent = np.zeros_like(mixes)
+    with pytest.raises(ValueError, match=r"mixtures\[0, 0\] is all zeros"):
+        bss_eval_with_sdr(refs, ests, silent, backend=backend)
 
 
 def test_items_the_recursion_cannot_solve_are_scored_densely():

@@ -18,7 +18,8 @@ Backends:
   per call (:data:`BATCH`). All auto- and cross-correlations come from one FFT of each
   signal; the projection systems are Toeplitz (own reference) and block Toeplitz (all
   references, one ``n_src x n_src`` block per delay), and :mod:`bisep.metrics.toeplitz`
-  solves each kind for all items of a batch with one Levinson recursion, ``O(512² n_src³)`` instead of a dense ``O((512 n_src)³)``
+  solves each kind for all items of a batch with one Levinson recursion,
+  ``O(512² n_src³)`` instead of a dense ``O((512 n_src)³)``
   solve per estimate. The energies then follow from the normal equations
   (:func:`_energies`), without forming the projections as signals. Two checks send an
   item to :func:`_exact_item` (dense solves, the error terms formed as time signals and
@@ -108,8 +109,28 @@ def bss_eval_sdr(references, estimates, backend: str = "fast") -> np.ndarray:
     return _score(references, estimates, backend, sdr_only=True)[..., 0, :]
 
 
-def _score(references, estimates, backend: str, sdr_only: bool) -> np.ndarray:
-    """``(..., 3, n_src)`` SDR/SIR/SAR (``(..., 1, n_src)`` SDR with ``sdr_only``)."""
+def bss_eval_with_sdr(references, estimates, mixtures, backend: str = "fast"
+                      ) -> tuple[BssEvalResult, np.ndarray]:
+    """:func:`bss_eval_sources` of ``estimates`` and :func:`bss_eval_sdr` of ``mixtures``
+    against the same references, in one pass.
+
+    For the improvement metrics (:func:`bisep.metrics.score_item` scores the mixture as
+    the estimate of every source): the fast backend computes the references' spectra and
+    correlations once, and solves the own-reference systems once for both right-hand
+    sides. The ``mir_eval`` backend scores them one after the other.
+
+    Shape:
+        - references, estimates, mixtures: ``(..., n_src, time)``, the same shape.
+        - outputs: :class:`BssEvalResult` and the SDR of ``mixtures``, each ``(..., n_src)``.
+    """
+    scores = _score(references, estimates, backend, sdr_only=False, mixtures=mixtures)
+    return BssEvalResult(scores[..., 0, :], scores[..., 1, :], scores[..., 2, :]), \
+        scores[..., 3, :]
+
+
+def _score(references, estimates, backend: str, sdr_only: bool, mixtures=None) -> np.ndarray:
+    """``(..., 3, n_src)`` SDR/SIR/SAR (``(..., 1, n_src)`` SDR with ``sdr_only``), then
+    the SDR of ``mixtures`` as one more row when given."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown BSS-Eval backend {backend!r}; use one of {BACKENDS}")
     refs = as_float64(references, "references")
@@ -123,22 +144,38 @@ def _score(references, estimates, backend: str, sdr_only: bool) -> np.ndarray:
     rows = 1 if sdr_only else 3
     refs = refs.reshape(-1, n_src, length)
     ests = ests.reshape(-1, n_src, length)
+    if mixtures is not None:
+        mixtures = as_float64(mixtures, "mixtures")
+        if mixtures.shape != lead + (n_src, length):
+            raise ValueError(f"mixtures must have the shape of the estimates, "
+                             f"{lead + (n_src, length)}; got {mixtures.shape}")
+        require_nonsilent(mixtures, "mixtures", "BSS-Eval")
+        mixtures = mixtures.reshape(-1, n_src, length)
+        rows += 1
     if backend == "mir_eval":
-        scores = np.stack([_mir_eval_item(ref, est)[:rows] for ref, est in zip(refs, ests)])
+        scores = np.stack([_mir_eval_item(ref, est)[:3 if mixtures is not None else rows]
+                           for ref, est in zip(refs, ests)])
+        if mixtures is not None:
+            mix_sdr = np.stack([_mir_eval_item(ref, mix)[:1] for ref, mix in zip(refs, mixtures)])
+            scores = np.concatenate([scores, mix_sdr], axis=1)
     else:
         # Items in chunks: the recursion's Python-level steps are shared by a chunk, and
         # memory stays at a few chunk-sized spectra.
-        scores = np.concatenate([_fast_batch(refs[i:i + BATCH], ests[i:i + BATCH], sdr_only)
-                                 for i in range(0, len(refs), BATCH)])
+        scores = np.concatenate([
+            _fast_batch(refs[i:i + BATCH], ests[i:i + BATCH], sdr_only,
+                        None if mixtures is None else mixtures[i:i + BATCH])
+            for i in range(0, len(refs), BATCH)])
     return scores.reshape(*lead, rows, n_src)
 
 
-def _fast_batch(refs: np.ndarray, ests: np.ndarray, sdr_only: bool) -> np.ndarray:
-    """``(B, 3, n_src)`` SDR/SIR/SAR (``(B, 1, n_src)`` with ``sdr_only``) of a batch.
+def _fast_batch(refs: np.ndarray, ests: np.ndarray, sdr_only: bool,
+                mixtures: np.ndarray | None = None) -> np.ndarray:
+    """``(B, 3, n_src)`` SDR/SIR/SAR (``(B, 1, n_src)`` with ``sdr_only``) of a batch, and
+    one more row, the SDR of ``mixtures``, when given.
 
-    ``refs``, ``ests``: ``(B, n_src, time)``. An item whose systems the recursion does not
-    solve precisely enough, or with an error term too small for the energy identities
-    (:data:`FLOOR_DB`), is scored by :func:`_exact_item` instead.
+    ``refs``, ``ests``, ``mixtures``: ``(B, n_src, time)``. An item whose systems the
+    recursion does not solve precisely enough, or with an error term too small for the
+    energy identities (:data:`FLOOR_DB`), is scored by :func:`_exact_item` instead.
     """
     n_items, n_src, length = refs.shape
     taps = FILTER_LENGTH
@@ -146,7 +183,6 @@ def _fast_batch(refs: np.ndarray, ests: np.ndarray, sdr_only: bool) -> np.ndarra
     ref_f = np.fft.rfft(refs, n=n_fft)
     est_f = np.fft.rfft(ests, n=n_fft)
     own = np.arange(n_src)
-    est_energy = energy(ests)
     # autocorr[b, i, d] = <ref_i, ref_i delayed by d>; xcorr[b, i, j, t] = <ref_i delayed
     # by t, est_j> (only i = j for the SDR); d, t = 0..taps-1.
     autocorr = np.fft.irfft(ref_f.real ** 2 + ref_f.imag ** 2, n=n_fft)[..., :taps]
@@ -155,18 +191,27 @@ def _fast_batch(refs: np.ndarray, ests: np.ndarray, sdr_only: bool) -> np.ndarra
     else:
         xcorr = np.fft.irfft(ref_f.conj()[:, :, None] * est_f[:, None], n=n_fft)[..., :taps]
         own_xcorr = xcorr[:, own, own]
+    targets, own_xcorrs = [ests], [own_xcorr]
+    if mixtures is not None:
+        targets.append(mixtures)
+        own_xcorrs.append(np.fft.irfft(ref_f.conj() * np.fft.rfft(mixtures, n=n_fft),
+                                       n=n_fft)[..., :taps])
 
-    # SDR: each estimate's own-reference system, scalar Toeplitz, one per (item, source).
+    # SDR: each estimate's own-reference system, scalar Toeplitz, one per (item, source),
+    # with the estimate (and the mixture) as right-hand sides.
+    columns = len(targets)
     own_blocks = autocorr.reshape(-1, taps, 1, 1)
-    own_rhs = own_xcorr.reshape(-1, taps, 1, 1)
-    own_filters = solve_toeplitz(autocorr.reshape(-1, taps),
-                                 own_xcorr.reshape(-1, taps, 1))[:, :, None]
+    own_rhs = np.stack(own_xcorrs, axis=-1).reshape(-1, taps, 1, columns)
+    own_filters = solve_toeplitz(autocorr.reshape(-1, taps), own_rhs[:, :, 0])[:, :, None]
+    target_energy = np.stack([energy(target) for target in targets], axis=-1)
     own_energy, own_residual, own_ok = _energies(own_blocks, own_filters, own_rhs,
-                                                 est_energy.reshape(-1, 1))
-    own_energy = own_energy.reshape(n_items, n_src)
-    own_residual = own_residual.reshape(n_items, n_src)
-    exact = ~own_ok.reshape(n_items, n_src).all(-1) | _at_floor(own_energy, own_residual)
-    ratios = [(own_energy, own_residual)]
+                                                 target_energy.reshape(-1, columns))
+    own_energy = own_energy.reshape(n_items, n_src, columns)
+    own_residual = own_residual.reshape(n_items, n_src, columns)
+    own_ok = own_ok.reshape(n_items, n_src).all(-1)
+    signal = own_energy[..., 0]
+    exact = ~own_ok | _at_floor(signal, own_residual[..., 0])
+    ratios = [(signal, own_residual[..., 0])]
     if not sdr_only:
         # SIR, SAR: all references, one block-Toeplitz system per item with the item's
         # estimates as right-hand sides; filters[b, t, i, j] is tap t on reference i
@@ -174,20 +219,28 @@ def _fast_batch(refs: np.ndarray, ests: np.ndarray, sdr_only: bool) -> np.ndarra
         blocks = _cross_correlations(ref_f, autocorr, n_fft)
         rhs = xcorr.transpose(0, 3, 1, 2)
         filters = solve_block_toeplitz(blocks, rhs)
-        all_energy, all_residual, all_ok = _energies(blocks, filters, rhs, est_energy)
+        all_energy, all_residual, all_ok = _energies(blocks, filters, rhs, target_energy[..., 0])
         # e_interf = (all-reference projection) - (own projection): its filters are the
         # all-reference ones less the own filter on the estimate's own reference.
         interf = filters.copy()
-        interf[:, :, own, own] -= own_filters.reshape(n_items, n_src, taps).transpose(0, 2, 1)
+        own_taps = own_filters[..., 0].reshape(n_items, n_src, taps)
+        interf[:, :, own, own] -= own_taps.transpose(0, 2, 1)
         interf_energy = np.einsum("btij,btij->bj", interf,
                                   block_toeplitz_matmul(blocks, interf))
-        ratios += [(own_energy, interf_energy), (all_energy, all_residual)]
-        exact |= ~all_ok | _at_floor(own_energy, interf_energy)
+        ratios += [(signal, interf_energy), (all_energy, all_residual)]
+        exact |= ~all_ok | _at_floor(signal, interf_energy)
         exact |= _at_floor(all_energy, all_residual)
+    if mixtures is not None:
+        ratios.append((own_energy[..., 1], own_residual[..., 1]))
+        exact_mixture = ~own_ok | _at_floor(own_energy[..., 1], own_residual[..., 1])
     with np.errstate(invalid="ignore"):  # a negative residual: rescored just below
         scores = np.stack([to_db(*pair) for pair in ratios], axis=1)
+    rows = 1 if sdr_only else 3
     for b in np.flatnonzero(exact):
-        scores[b] = _exact_item(refs[b], ests[b], sdr_only)
+        scores[b, :rows] = _exact_item(refs[b], ests[b], sdr_only)
+    if mixtures is not None:
+        for b in np.flatnonzero(exact_mixture):
+            scores[b, rows] = _exact_item(refs[b], mixtures[b], sdr_only=True)[0]
     return scores
 
 
