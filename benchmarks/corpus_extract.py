@@ -3,6 +3,7 @@ WAV against MP4/AAC sources, one worker against two.
 
     python benchmarks/corpus_extract.py                 # 40 clips of 10 s, about 20 s of CPU
     python benchmarks/corpus_extract.py --clips 20 --repeats 1
+    python benchmarks/corpus_extract.py --smoke           # 2 clips: checks the script
 
 Builds ``--clips`` synthetic clips (``--seconds`` long, 44.1 kHz stereo: a tone with
 vibrato plus noise, as ``tests/corpus_fakes.py`` writes them) twice, as WAV and as MP4 with
@@ -73,7 +74,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--profile", action="store_true",
                         help="also profile one nj=1 run of each format")
+    parser.add_argument("--smoke", action="store_true",
+                        help="2 clips, one repeat: checks the script, the times mean "
+                             "little")
     args = parser.parse_args()
+    if args.smoke:
+        args.clips, args.repeats = 2, 1
     with tempfile.TemporaryDirectory(prefix="bisep_extract_") as tmp:
         work = Path(tmp)
         start = time.perf_counter()

@@ -4,6 +4,7 @@ one: chunking keeps the working memory bounded by the chunk, not the file.
     python benchmarks/inference_memory.py                    # 10 min vs 60 s, ~3 min on 2 cores
     python benchmarks/inference_memory.py --max-chunks 0     # every chunk of every model (slow)
     python benchmarks/inference_memory.py --models film_masknet:small --short-seconds 20
+    python benchmarks/inference_memory.py --smoke    # film_masknet:small, 30 s vs 4 s
 
 For each model (``NAME:PRESET``; default ``cond_unet:paper``, the default preset, and
 ``film_masknet:small``) three fresh processes each build a :class:`bisep.inference.Separator`
@@ -200,8 +201,13 @@ def main() -> None:
                         help="stop chunked runs after this many chunks; 0 = the whole file "
                              "(default: 3 for cond_unet:paper, the whole file otherwise)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true",
+                        help="film_masknet:small only, 30 s in chunks against 4 s in one pass: "
+                             "checks the script, the figures mean little")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.models, args.long_minutes, args.short_seconds = [("film_masknet", "small")], 0.5, 4.0
     if args.child:
         child(json.loads(args.child))
         return

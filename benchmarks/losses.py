@@ -5,6 +5,7 @@ way to write them); the ratio is what vectorising buys. Both run in the same pro
 the same inputs, and each pair is checked to agree before it is timed.
 
     python benchmarks/losses.py [--repeats 10] [--threads 2]
+    python benchmarks/losses.py --smoke     # tiny shapes, one repeat: checks the script
 """
 from __future__ import annotations
 
@@ -69,18 +70,23 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny shapes, one repeat: checks the script, the times mean little")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     B, N, K, F, T = 8, 2, 2, 256, 256  # small-preset spectrogram, batch of 8 mixtures of mixtures
+    seconds = 4
+    if args.smoke:
+        B, F, T, seconds, args.repeats = 2, 32, 32, 0.25, 1
     mix = torch.rand(B, F, T, generator=g) * 2
     mixtures = torch.rand(B, N, F, T, generator=g)
     mixture_masks = torch.rand(B, N, F, T, generator=g).requires_grad_()
     phrase_masks = torch.rand(B, N, K, F, T, generator=g).requires_grad_()
     audio = torch.randn(B * K, 512, generator=g).requires_grad_()
     text = torch.randn(B * K, 512, generator=g)
-    est = torch.randn(B, 2, 4 * 16000, generator=g).requires_grad_()
-    ref = torch.randn(B, 2, 4 * 16000, generator=g)
+    est = torch.randn(B, 2, int(seconds * 16000), generator=g).requires_grad_()
+    ref = torch.randn(B, 2, int(seconds * 16000), generator=g)
 
     cases = [
         ("mix_separate (L_UNS)", lambda: L.mix_separate_loss(mixture_masks, mix, mixtures),
@@ -89,7 +95,7 @@ def main():
          lambda: naive_consistency(phrase_masks, mix, mixtures), phrase_masks),
         ("clap_contrastive (L_CNT)", lambda: L.bimodal_contrastive_loss(audio, text, 30.0),
          lambda: naive_contrastive(audio, text, 30.0), audio),
-        ("multisrc_neg_sisdr 4 s", lambda: L.multisrc_neg_sisdr(est, ref).mean(),
+        (f"multisrc_neg_sisdr {seconds:g} s", lambda: L.multisrc_neg_sisdr(est, ref).mean(),
          lambda: naive_sisdr(est, ref), est),
     ]
     print(f"threads={args.threads} repeats={args.repeats} B={B} N={N} K={K} F={F} T={T}")

@@ -3,6 +3,7 @@ before (a pass over every label-set group per part drawn).
 
     python benchmarks/mix_plan.py                    # about 20 s of CPU
     python benchmarks/mix_plan.py --lines 2000 --old-lines 100 --repeats 1
+    python benchmarks/mix_plan.py --smoke    # manifests 1/50 the size: checks the script
 
 Three synthetic manifests, shaped like the recipes' data:
 
@@ -64,21 +65,23 @@ class OldPartSampler:
         return None
 
 
-def manifest(kind: str, seed: int = 0) -> list[dict]:
-    """Synthetic manifest items (``id``, ``labels``) shaped like a recipe's data."""
+def manifest(kind: str, seed: int = 0, scale: float = 1.0) -> list[dict]:
+    """Synthetic manifest items (``id``, ``labels``) shaped like a recipe's data; ``scale``
+    multiplies the number of clips (and the audiocaps vocabulary)."""
     rng = np.random.default_rng(seed)
     if kind == "synth_music":
         names = [f"instrument{k}" for k in range(10)]
         return [{"id": f"c{i:06d}", "labels": rng.choice(names, int(rng.integers(2, 5)),
                                                           replace=False).tolist()}
-                for i in range(2000)]
+                for i in range(int(2000 * scale))]
     if kind == "vggsound":
-        classes = rng.integers(0, 300, 100_000)
+        classes = rng.integers(0, 300, int(100_000 * scale))
         return [{"id": f"c{i:06d}", "labels": [f"class{c}"]} for i, c in enumerate(classes)]
     if kind == "audiocaps":
-        cdf = np.cumsum(1.0 / np.arange(1, 20_001))
-        draws = cdf.searchsorted(rng.random((40_000, 4)) * cdf[-1], side="right")
-        counts = rng.integers(1, 5, 40_000)
+        clips = int(40_000 * scale)
+        cdf = np.cumsum(1.0 / np.arange(1, int(20_000 * scale) + 1))
+        draws = cdf.searchsorted(rng.random((clips, 4)) * cdf[-1], side="right")
+        counts = rng.integers(1, 5, clips)
         return [{"id": f"c{i:06d}",
                  "labels": [f"phrase{k}" for k in dict.fromkeys(row[:count].tolist())]}
                 for i, (row, count) in enumerate(zip(draws, counts))]
@@ -115,7 +118,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--full", type=int, default=150_000,
                         help="plan size of the last two columns (default 150,000)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="manifests 1/50 the size, 200/20-line plans, one repeat: checks "
+                             "the script, the times mean little")
     args = parser.parse_args()
+    scale = 1.0
+    if args.smoke:
+        scale, args.lines, args.old_lines, args.repeats = 0.02, 200, 20, 1
     samplers = {"old": (OldPartSampler, args.old_lines), "new": (mom._PartSampler, args.lines)}
     print(f"load average {os.getloadavg()[0]:.2f}; 2-part plans, supervised_fraction 0.1; "
           f"old: {args.old_lines} lines, new: {args.lines} lines; best of {args.repeats}")
@@ -123,7 +132,7 @@ def main() -> None:
           f"{'rest old s':>11}{'rest new s':>11}{'old lines/s':>12}{'new lines/s':>12}"
           f"{'speed-up':>9}{f'{args.full} old s':>15}{f'{args.full} new s':>15}")
     for kind in ("synth_music", "vggsound", "audiocaps"):
-        items = manifest(kind)
+        items = manifest(kind, scale=scale)
         labels = len({lab for item in items for lab in item["labels"]})
         groups = len({frozenset(item["labels"]) for item in items})
         best = {}

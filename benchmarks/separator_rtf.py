@@ -3,6 +3,7 @@ cost of extra queries.
 
     python benchmarks/separator_rtf.py                 # 60 s of audio, 2 threads
     python benchmarks/separator_rtf.py --seconds 20 --skip-paper
+    python benchmarks/separator_rtf.py --smoke          # tiny sizes: checks the script
 
 Every model separates the same audio in 131,070-sample chunks (the paper's clip size,
 as its demo does) with one query, in inference mode. The reference is a Conv-TasNet
@@ -28,7 +29,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bisep.separators.base import Query
+from bisep.separators.base import Conditioning
 from bisep.separators.cond_unet import CondUNet
 from bisep.separators.film_masknet import FiLMMaskNet
 
@@ -40,25 +41,25 @@ def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def make_query(model, queries: int, seed: int = 0) -> Query:
+def make_conditioning(model, queries: int, seed: int = 0) -> Conditioning:
     """Random unit-norm embeddings, plus CLAP-like token states (77 tokens, 768-d, about
     a third real) for a model that cross-attends to them."""
     g = torch.Generator().manual_seed(seed)
     emb = F.normalize(torch.randn(1, queries, model.query_dim, generator=g), dim=-1)
     if not getattr(model, "sca", None):
-        return Query(emb)
+        return Conditioning(emb)
     tokens = torch.randn(1, queries, 77, model.token_dim, generator=g)
     mask = (torch.arange(77) < 25).expand(1, queries, 77)
-    return Query(emb, tokens, mask)
+    return Conditioning(emb, tokens, mask)
 
 
-def tasnet_like(target: int):
+def tasnet_like(target: int, max_blocks: int = 8, max_repeats: int = 4):
     """The Asteroid Conv-TasNet whose parameter count is closest to ``target``."""
     from asteroid.models import ConvTasNet
 
     best = None
-    for n_blocks in range(1, 9):
-        for n_repeats in range(1, 5):
+    for n_blocks in range(1, max_blocks + 1):
+        for n_repeats in range(1, max_repeats + 1):
             model = ConvTasNet(n_src=1, n_blocks=n_blocks, n_repeats=n_repeats, sample_rate=SR)
             if best is None or abs(n_params(model) - target) < abs(n_params(best[0]) - target):
                 best = (model, n_blocks, n_repeats)
@@ -67,17 +68,17 @@ def tasnet_like(target: int):
 
 def one_query(model):
     """``wav -> separated`` with a fixed single query."""
-    query = make_query(model, 1)
+    query = make_conditioning(model, 1)
     return lambda wav: model(wav, query)
 
 
 @torch.inference_mode()
-def run_chunked(separate, wav: torch.Tensor) -> float:
+def run_chunked(separate, wav: torch.Tensor, chunk: int = CHUNK) -> float:
     """Seconds to separate ``wav`` (1, L) chunk by chunk, as the paper's demo does."""
     length = wav.shape[-1]
-    padded = F.pad(wav, (0, -length % CHUNK))
+    padded = F.pad(wav, (0, -length % chunk))
     start = time.perf_counter()
-    outs = [separate(chunk) for chunk in padded.split(CHUNK, dim=-1)]
+    outs = [separate(piece) for piece in padded.split(chunk, dim=-1)]
     torch.cat(outs, dim=-1)[..., :length]
     return time.perf_counter() - start
 
@@ -100,7 +101,7 @@ def query_costs(model, wav: torch.Tensor, repeats: int) -> dict[str, float]:
     t_enc, (spec, features) = best(encode)
     result = {"encode": t_enc}
     for q in (1, 6):
-        query = make_query(model, q)
+        query = make_conditioning(model, q)
         result[f"predict_{q}"], masks = best(lambda: model.predict_masks(features, query))
         result[f"synth_{q}"], _ = best(lambda: model.synthesize(spec, masks, wav.shape[-1]))
     return result
@@ -112,8 +113,8 @@ def train_step_seconds(model, repeats: int, batch: int = 8, queries: int = 6,
     weak-supervision step's separator share: ``batch`` mixtures, ``queries`` each)."""
     model.train()
     wav = 0.1 * torch.randn(batch, int(seconds * SR), generator=torch.Generator().manual_seed(2))
-    query = make_query(model, queries)
-    query = Query(*(None if t is None else t.expand(batch, *t.shape[1:])
+    query = make_conditioning(model, queries)
+    query = Conditioning(*(None if t is None else t.expand(batch, *t.shape[1:])
                     for t in (query.embedding, query.tokens, query.token_mask)))
     times = []
     for _ in range(repeats):
@@ -134,18 +135,27 @@ def main() -> None:
                         help="timed runs per model, best kept (paper preset: 1)")
     parser.add_argument("--skip-paper", action="store_true",
                         help="leave out the paper-size cond_unet (slow on CPU)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="small presets only, 1 s in 16384-sample chunks, one repeat, a "
+                             "tiny training step: checks the script, the times mean little")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    chunk, step = CHUNK, {}
+    if args.smoke:
+        args.seconds, args.repeats, args.skip_paper = 1.0, 1, True
+        chunk, step = 16384, {"batch": 1, "queries": 2, "seconds": 0.5}
 
     models = {}
     if not args.skip_paper:
         models["cond_unet (paper)"] = CondUNet()
     models["cond_unet (small)"] = CondUNet(preset="small")
-    models["cond_unet (small, 1 SCA)"] = CondUNet(preset="small", num_cond_levels=1)
-    models["film_masknet (default)"] = FiLMMaskNet()
+    if not args.smoke:
+        models["cond_unet (small, 1 SCA)"] = CondUNet(preset="small", num_cond_levels=1)
+        models["film_masknet (default)"] = FiLMMaskNet()
     models["film_masknet (small)"] = FiLMMaskNet(preset="small")
-    reference, n_blocks, n_repeats = tasnet_like(n_params(models["cond_unet (small)"]))
+    reference, n_blocks, n_repeats = tasnet_like(n_params(models["cond_unet (small)"]),
+                                                 *((2, 1) if args.smoke else ()))
     ref_name = f"ConvTasNet ({n_blocks}x{n_repeats} blocks)"
     for model in (*models.values(), reference):
         model.eval()
@@ -153,19 +163,19 @@ def main() -> None:
     wav = 0.1 * torch.randn(1, int(args.seconds * SR), generator=torch.Generator().manual_seed(1))
     duration = wav.shape[-1] / SR
     print(f"torch {torch.__version__}, {args.threads} threads, {duration:.1f} s of audio in "
-          f"{CHUNK}-sample chunks; load average {os.getloadavg()[0]:.2f}")
+          f"{chunk}-sample chunks; load average {os.getloadavg()[0]:.2f}")
 
     separators = {name: one_query(model) for name, model in models.items()}
     separators[ref_name] = reference
     for fn in separators.values():  # warm-up: allocator, oneDNN kernels
-        run_chunked(fn, wav[:, :SR])
+        run_chunked(fn, wav[:, :SR], chunk)
     # Best of the repeats, interleaved so that a burst of load elsewhere hits one repeat
     # of every model rather than all repeats of one.
     runs = {name: [] for name in separators}
     for repeat in range(args.repeats):
         for name, fn in separators.items():
             if repeat == 0 or "paper" not in name:
-                runs[name].append(run_chunked(fn, wav))
+                runs[name].append(run_chunked(fn, wav, chunk))
     times = {name: min(seconds) for name, seconds in runs.items()}
 
     print(f"\nbest of {args.repeats} runs (paper preset: 1)")
@@ -175,23 +185,25 @@ def main() -> None:
         print(f"{name:28s} {n_params(model):11,d} {seconds:9.2f} {seconds / duration:7.3f} "
               f"{seconds / times[ref_name]:7.2f}")
 
-    print(f"\nper-query cost on one {CHUNK / SR:.2f} s chunk, seconds (best of {args.repeats}; "
+    print(f"\nper-query cost on one {chunk / SR:.2f} s chunk, seconds (best of {args.repeats}; "
           f"paper preset: 1 run)")
     print(f"{'model':28s} {'encode':>8s} {'pred Q=1':>9s} {'pred Q=6':>9s} "
           f"{'Q=6 / 6 runs of Q=1':>20s}")
-    chunk = wav[:, :CHUNK] if wav.shape[-1] >= CHUNK else F.pad(wav, (0, CHUNK - wav.shape[-1]))
+    piece = wav[:, :chunk] if wav.shape[-1] >= chunk else F.pad(wav, (0, chunk - wav.shape[-1]))
     for name, model in models.items():
-        c = query_costs(model, chunk, repeats=1 if "paper" in name else args.repeats)
+        c = query_costs(model, piece, repeats=1 if "paper" in name else args.repeats)
         one = c["encode"] + c["predict_1"] + c["synth_1"]
         six = c["encode"] + c["predict_6"] + c["synth_6"]
         print(f"{name:28s} {c['encode']:8.3f} {c['predict_1']:9.3f} {c['predict_6']:9.3f} "
               f"{six / (6 * one):20.2f}")
 
-    print(f"\ntraining step, separator only (forward + backward, 8 mixtures x 6 queries, "
-          f"3 s), seconds (best of {args.repeats})")
+    sizes = {"batch": 8, "queries": 6, "seconds": 3.0, **step}
+    print(f"\ntraining step, separator only (forward + backward, {sizes['batch']} mixtures x "
+          f"{sizes['queries']} queries, {sizes['seconds']:g} s), seconds (best of "
+          f"{args.repeats})")
     for name, model in models.items():
         if "paper" not in name:
-            print(f"{name:28s} {train_step_seconds(model, args.repeats):8.2f}")
+            print(f"{name:28s} {train_step_seconds(model, args.repeats, **sizes):8.2f}")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
 
 

@@ -21,6 +21,7 @@ Usage::
     python benchmarks/stft_mask.py                      # needs a CUDA GPU
     python benchmarks/stft_mask.py --batch 64 --queries 4 --spec-grad
     python benchmarks/stft_mask.py --dry-run            # CPU, Triton interpreter, tiny shapes
+    python benchmarks/stft_mask.py --smoke              # --dry-run --no-compile (seconds)
     python benchmarks/stft_mask.py --profile            # op profile of the torch path
 
 On a machine without a GPU and without ``--dry-run``/``--profile`` it says so and exits 0.
@@ -332,7 +333,12 @@ def parse_args(argv=None):
                         help="CPU, Triton interpreter, tiny shapes: checks the script only")
     parser.add_argument("--profile", action="store_true",
                         help="profile the torch path (STFT, masking, iSTFT) and exit")
-    return parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true",
+                        help="--dry-run --no-compile: checks the script in seconds")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.dry_run = args.no_compile = True
+    return args
 
 
 def main(argv=None) -> int:

@@ -5,6 +5,7 @@ running the separator's encoder once per mixture (not once per query) saves.
     python benchmarks/train_step.py --repeats 5 --work-dir /tmp/bench_data   # keep the data
     python benchmarks/train_step.py separator=cond_unet separator_conf.preset=small \\
         separator_conf.token_dim=384                     # overrides applied to every config
+    python benchmarks/train_step.py --smoke              # unsupervised only, 1 s clips, 1 step
 
 Data: a tiny synth_music corpus is rendered with the real data code, ``bisep prepare
 synth_music DIR --conf tests/recipe_tiny/data.yaml duration=--clip-seconds`` (24 training
@@ -192,7 +193,12 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path,
                         help="where to render the data (kept and reused); default: a "
                              "temporary folder")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the unsupervised mode only, 1 s clips, one timed step: "
+                             "checks the script, the times mean little")
     args = parser.parse_args()
+    if args.smoke:
+        args.modes, args.clip_seconds, args.repeats = ["unsupervised"], 1.0, 1
     torch.set_num_threads(args.threads)
     modes = ["unsupervised"] + [m for m in args.modes if m != "unsupervised"]
     start = time.perf_counter()

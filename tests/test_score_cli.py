@@ -116,6 +116,58 @@ def test_score_list_with_mir_eval_agrees_with_fast(dataset):
             assert float(a[name]) == pytest.approx(float(b[name]), abs=0.01)
 
 
+def _many_items(root, count, length=RATE // 4):
+    """``count`` items (more than one batch of ``bisep.metrics.batches``), with one
+    different length and one silent estimate, so that batches hold several shapes."""
+    rng = np.random.default_rng(1)
+    for index in range(count):
+        item = f"item{index:02d}"
+        size = length + 160 if index == 3 else length
+        refs = np.stack([_source(rng, size) for _ in SOURCES])
+        ests = refs + 0.3 * refs[::-1] + 0.01 * rng.standard_normal(refs.shape)
+        if index == 5:
+            ests[1] = 0
+        for name, ref, est in zip(SOURCES, refs, ests):
+            write(root / "ref" / item / f"{name}.wav", ref)
+            write(root / "est" / item / f"{name}.wav", est)
+        write(root / "mix" / f"{item}.wav", refs.sum(0))
+
+
+def test_score_nj_merges_to_the_same_outputs(tmp_path):
+    from bisep.metrics.batches import BATCH_ITEMS
+
+    _many_items(tmp_path, BATCH_ITEMS + 4)
+    folders = ["--ref-dir", tmp_path / "ref", "--est-dir", tmp_path / "est",
+               "--mix-dir", tmp_path / "mix"]
+    for nj in (1, 2):
+        proc = run_score(*folders, "--out-dir", tmp_path / f"nj{nj}", "--nj", nj)
+        assert proc.returncode == 0, proc.stderr
+    for name in ("per_item.csv", "summary.json"):
+        assert (tmp_path / "nj1" / name).read_text() == (tmp_path / "nj2" / name).read_text()
+    summary = json.loads((tmp_path / "nj2" / "summary.json").read_text())
+    assert summary["items"] == {"listed": BATCH_ITEMS + 4, "scored": BATCH_ITEMS + 3,
+                                "skipped": 1}
+    assert summary["skipped"]["items"][0]["id"] == "item05"
+
+
+def test_score_nj_reports_the_first_bad_item(tmp_path, capsys):
+    from bisep.metrics.batches import BATCH_ITEMS
+
+    _many_items(tmp_path, 2 * BATCH_ITEMS)
+    for item in (f"item{BATCH_ITEMS + 1:02d}", "item02"):  # one in each batch
+        write(tmp_path / "est" / item / "violin.wav", np.zeros(RATE // 8))
+    for nj in (1, 2):
+        err = score_error(capsys, "--ref-dir", tmp_path / "ref", "--est-dir",
+                          tmp_path / "est", "--nj", nj)
+        assert "item 'item02': files differ in length" in err
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses it
+        main(["score", "--ref-dir", str(tmp_path / "ref"), "--est-dir",
+              str(tmp_path / "est"), "--nj", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--nj" in err and "at least 1" in err
+
+
 def test_score_missing_estimate_is_a_user_error(dataset):
     (dataset / "est" / "b" / "violin.wav").unlink()
     proc = run_score("--ref-dir", dataset / "ref", "--est-dir", dataset / "est")
