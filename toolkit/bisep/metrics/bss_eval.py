@@ -46,6 +46,8 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
+# scipy.fft (scipy comes with mir_eval) runs these long real FFTs 1.3-2x faster than numpy's.
+from scipy import fft as sp_fft
 
 from bisep.metrics._common import as_float64, energy, require_nonsilent, to_db
 from bisep.metrics.toeplitz import (block_toeplitz_matmul, solve_block_toeplitz,
@@ -179,22 +181,24 @@ def _fast_batch(refs: np.ndarray, ests: np.ndarray, sdr_only: bool,
     """
     n_items, n_src, length = refs.shape
     taps = FILTER_LENGTH
-    n_fft = 1 << (length + taps - 2).bit_length()  # >= length + taps - 1: no wrap-around
-    ref_f = np.fft.rfft(refs, n=n_fft)
-    est_f = np.fft.rfft(ests, n=n_fft)
+    # >= length + taps - 1: linear, not circular, correlations; a length with small prime
+    # factors is about half a power of two's for 4 s clips.
+    n_fft = sp_fft.next_fast_len(length + taps - 1, real=True)
+    ref_f = sp_fft.rfft(refs, n=n_fft)
+    est_f = sp_fft.rfft(ests, n=n_fft)
     own = np.arange(n_src)
     # autocorr[b, i, d] = <ref_i, ref_i delayed by d>; xcorr[b, i, j, t] = <ref_i delayed
     # by t, est_j> (only i = j for the SDR); d, t = 0..taps-1.
-    autocorr = np.fft.irfft(ref_f.real ** 2 + ref_f.imag ** 2, n=n_fft)[..., :taps]
+    autocorr = sp_fft.irfft(ref_f.real ** 2 + ref_f.imag ** 2, n=n_fft)[..., :taps]
     if sdr_only:
-        own_xcorr = np.fft.irfft(ref_f.conj() * est_f, n=n_fft)[..., :taps]
+        own_xcorr = sp_fft.irfft(ref_f.conj() * est_f, n=n_fft)[..., :taps]
     else:
-        xcorr = np.fft.irfft(ref_f.conj()[:, :, None] * est_f[:, None], n=n_fft)[..., :taps]
+        xcorr = sp_fft.irfft(ref_f.conj()[:, :, None] * est_f[:, None], n=n_fft)[..., :taps]
         own_xcorr = xcorr[:, own, own]
     targets, own_xcorrs = [ests], [own_xcorr]
     if mixtures is not None:
         targets.append(mixtures)
-        own_xcorrs.append(np.fft.irfft(ref_f.conj() * np.fft.rfft(mixtures, n=n_fft),
+        own_xcorrs.append(sp_fft.irfft(ref_f.conj() * sp_fft.rfft(mixtures, n=n_fft),
                                        n=n_fft)[..., :taps])
 
     # SDR: each estimate's own-reference system, scalar Toeplitz, one per (item, source),
@@ -258,7 +262,7 @@ def _cross_correlations(ref_f: np.ndarray, autocorr: np.ndarray, n_fft: int) -> 
     corr[:, :, np.arange(n_src), np.arange(n_src)] = autocorr.transpose(0, 2, 1)
     first, second = np.triu_indices(n_src, k=1)
     if first.size:
-        pairs = np.fft.irfft(ref_f[:, first].conj() * ref_f[:, second], n=n_fft)
+        pairs = sp_fft.irfft(ref_f[:, first].conj() * ref_f[:, second], n=n_fft)
         corr[:, :, first, second] = pairs[..., :taps].transpose(0, 2, 1)
         corr[:, :, second, first] = pairs[..., (-np.arange(taps)) % n_fft].transpose(0, 2, 1)
     return corr
@@ -313,22 +317,22 @@ def _exact_item(ref: np.ndarray, est: np.ndarray, sdr_only: bool) -> np.ndarray:
     n_src, length = ref.shape
     taps = FILTER_LENGTH
     out_len = length + taps - 1  # a reference filtered by ``taps`` taps
-    n_fft = 1 << (out_len - 1).bit_length()  # >= out_len: linear, not circular, products
-    ref_f = np.fft.rfft(ref, n=n_fft)
-    est_f = np.fft.rfft(est, n=n_fft)
+    n_fft = sp_fft.next_fast_len(out_len, real=True)  # >= out_len: linear, not circular
+    ref_f = sp_fft.rfft(ref, n=n_fft)
+    est_f = sp_fft.rfft(est, n=n_fft)
     # corr[i, k, d] = sum_m ref_i[m] ref_k[m + d]; negative lags wrap to the end (mod n_fft).
-    corr = np.fft.irfft(ref_f.conj()[:, None] * ref_f[None], n=n_fft)
+    corr = sp_fft.irfft(ref_f.conj()[:, None] * ref_f[None], n=n_fft)
     # Gram matrix of the delayed references: <ref_i >> t1, ref_k >> t2> = corr[i, k, t1 - t2].
     lags = np.arange(taps)
     blocks = corr[..., (lags[:, None] - lags[None, :]) % n_fft]  # (n_src, n_src, taps, taps)
     # <ref_i >> t, est_j> = sum_m ref_i[m] est_j[m + t], t = 0..taps-1.
-    xcorr = np.fft.irfft(ref_f.conj()[:, None] * est_f[None], n=n_fft)[..., :taps]
+    xcorr = sp_fft.irfft(ref_f.conj()[:, None] * est_f[None], n=n_fft)[..., :taps]
 
     # The projections are formed as time signals so that each error term is summed
     # directly (as in mir_eval), not taken as a small difference of two large energies.
     own = np.arange(n_src)
     filters_own = _solve(blocks[own, own], xcorr[own, own][..., None])[..., 0]
-    s_filt = np.fft.irfft(np.fft.rfft(filters_own, n=n_fft) * ref_f, n=n_fft)[..., :out_len]
+    s_filt = sp_fft.irfft(sp_fft.rfft(filters_own, n=n_fft) * ref_f, n=n_fft)[..., :out_len]
     est_padded = np.pad(est, ((0, 0), (0, taps - 1)))
     sdr = to_db(energy(s_filt), energy(est_padded - s_filt))
     if sdr_only:
@@ -336,8 +340,8 @@ def _exact_item(ref: np.ndarray, est: np.ndarray, sdr_only: bool) -> np.ndarray:
 
     gram = blocks.transpose(0, 2, 1, 3).reshape(n_src * taps, n_src * taps)
     filters_all = _solve(gram, xcorr.transpose(0, 2, 1).reshape(n_src * taps, n_src))
-    filters_all_f = np.fft.rfft(filters_all.reshape(n_src, taps, n_src), n=n_fft, axis=1)
-    proj_all = np.fft.irfft(np.einsum("ifj,if->jf", filters_all_f, ref_f),
+    filters_all_f = sp_fft.rfft(filters_all.reshape(n_src, taps, n_src), n=n_fft, axis=1)
+    proj_all = sp_fft.irfft(np.einsum("ifj,if->jf", filters_all_f, ref_f),
                             n=n_fft)[..., :out_len]
     e_interf = proj_all - s_filt
     e_artif = est_padded - proj_all
