@@ -13,7 +13,8 @@ An experiment folder holds::
 Re-running on a folder that has ``last.ckpt`` continues from its step (optimizer, scheduler
 and loop state included); every checkpoint is written to a temporary file and renamed, so
 a killed run leaves the previous one intact. Lightning checkpoints are read with
-``weights_only=True``.
+:func:`bisep.checkpoint.read_weights` (``weights_only=True``); the ``last.ckpt`` to resume
+from is read before the model and data are built, so a bad file fails first.
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ class _AtomicCheckpointIO:
                 ckpt_io.save(checkpoint, path)
 
             def load_checkpoint(self, path, map_location=None, weights_only=None):
-                return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+                return read_lightning_checkpoint(path)
 
         return AtomicCheckpointIO()
 
@@ -117,6 +118,8 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
     if trainer_conf["num_threads"]:
         torch.set_num_threads(trainer_conf["num_threads"])
     resume_from = prepare_exp_dir(exp_dir, config)
+    if resume_from is not None:  # a bad file fails before the model and data are built
+        step = read_lightning_checkpoint(resume_from)["global_step"]
     pl.seed_everything(config["seed"], workers=True, verbose=False)
 
     module = SeparationModule(config, registry)
@@ -142,7 +145,6 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
         logger=CSVLogger(exp_dir / "logs", name="", version=f"run{_next_run(exp_dir)}"),
         enable_progress_bar=trainer_conf["progress_bar"], enable_model_summary=False)
     if resume_from is not None:
-        step = read_lightning_checkpoint(resume_from)["global_step"]
         log.info("resuming %s from step %d (%s)", exp_dir, step, resume_from)
         print(f"bisep train: resuming from step {step} ({resume_from})", flush=True)
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
@@ -200,16 +202,16 @@ def merge_metrics(logs_dir: Path) -> Path:
 
 
 def read_lightning_checkpoint(path: str | Path) -> dict:
-    """A Lightning checkpoint read with ``weights_only=True``, or a CheckpointError."""
-    import pickle
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ckpt_io.CheckpointError(
-            f"{path}: cannot be read as a training checkpoint ({reason}). Delete it to "
-            f"restart the run from scratch, or restore the file.") from None
+    """A Lightning checkpoint read by :func:`bisep.checkpoint.read_weights`, or a
+    CheckpointError naming it."""
+    state = ckpt_io.read_weights(path, "training checkpoint",
+                                 fix="Delete it to restart the run from scratch, or restore "
+                                     "the file.")
+    if not isinstance(state, dict) or "global_step" not in state or "state_dict" not in state:
+        raise ckpt_io.CheckpointError(f"{path}: not a Lightning training checkpoint (no "
+                                      f"global_step and state_dict). Delete it to restart the "
+                                      f"run from scratch, or restore the file.")
+    return state
 
 
 def export_best(module, checkpoint_path: str | Path, exp_dir: Path, config: dict) -> Path:
