@@ -53,6 +53,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user (no traceback)."""
     from bisep.audio import AudioError
     from bisep.config import ConfigError
+    from bisep.outdir import OutputError
     from bisep.registry import PluginError
 
-    return (AudioError, ConfigError, PluginError, FileNotFoundError)
+    return (AudioError, ConfigError, OutputError, PluginError, FileNotFoundError)

@@ -64,8 +64,12 @@ def run(args) -> int:
     from bisep.metrics import score_item
     from bisep.metrics.files import ScoreInputError, load_item
 
+    from bisep.outdir import OutputError, check_writable
+
     try:
         items = _collect(args)
+        if args.out_dir:  # before the work, not after it
+            check_writable(args.out_dir, option="--out-dir")
         rows, skipped, trimmed = [], [], []
         rate = None
         # A progress bar only on a terminal: logs and tests get the summary alone.
@@ -83,7 +87,7 @@ def run(args) -> int:
             for k, source in enumerate(loaded.sources):
                 rows.append({"item": item.id, "source": source,
                              **{name: float(values[k]) for name, values in scores.items()}})
-    except (ScoreInputError, AudioError) as exc:
+    except (ScoreInputError, AudioError, OutputError) as exc:
         raise CliError(str(exc)) from None
 
     columns = [name for name in rows[0] if name not in ("item", "source")] if rows else []
