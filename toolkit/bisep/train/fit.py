@@ -24,10 +24,9 @@ import warnings
 from pathlib import Path
 
 import torch
-import yaml
 
 from bisep import checkpoint as ckpt_io
-from bisep.config import ConfigError, dump, experiment_part
+from bisep.config import ConfigError, dump, experiment_part, safe_load
 from bisep.atomic import write_text_atomic
 from bisep.train.inputs import PHRASE_INPUTS, SOURCE_INPUTS, term_inputs
 
@@ -91,7 +90,8 @@ def prepare_exp_dir(exp_dir: Path, config: dict) -> Path | None:
     exp_dir.mkdir(parents=True, exist_ok=True)
     conf_path, last = exp_dir / "config.yaml", exp_dir / "checkpoints" / "last.ckpt"
     if last.exists():
-        if conf_path.exists() and experiment_part(yaml.safe_load(conf_path.read_text())) != \
+        if conf_path.exists() and experiment_part(safe_load(conf_path.read_text(),
+                                                            str(conf_path))) != \
                 experiment_part(config):
             raise ConfigError(f"{exp_dir} holds a run of another config ({conf_path}); to keep "
                               f"it, train into another --exp-dir; to restart, delete {exp_dir}")
@@ -134,8 +134,8 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
                            save_top_k=trainer_conf["save_top_k"], auto_insert_metric_name=False)
     periodic = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
                                every_n_train_steps=trainer_conf["checkpoint_every_n_steps"])
-    trainer = pl.Trainer(
-        default_root_dir=exp_dir, max_steps=trainer_conf["max_steps"], max_epochs=-1,
+    trainer = _trainer(
+        pl, default_root_dir=exp_dir, max_steps=trainer_conf["max_steps"], max_epochs=-1,
         val_check_interval=trainer_conf["val_check_interval"], check_val_every_n_epoch=None,
         num_sanity_val_steps=0, log_every_n_steps=trainer_conf["log_every_n_steps"],
         accelerator=trainer_conf["accelerator"], devices=trainer_conf["devices"],
@@ -155,6 +155,19 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
     merge_metrics(exp_dir / "logs")
     return export_best(module, best.best_model_path or str(ckpt_dir / "last.ckpt"), exp_dir,
                        config)
+
+
+def _trainer(pl, **kwargs):
+    """``pl.Trainer(**kwargs)``; what it refuses (an accelerator, device count or strategy
+    this machine lacks) is a ConfigError naming the trainer section, before step 1."""
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return pl.Trainer(**kwargs)
+    except (MisconfigurationException, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"the trainer section of the config cannot run here: {exc} "
+                          f"(trainer.accelerator, devices, strategy, num_nodes, "
+                          f"precision)") from None
 
 
 def _quiet_lightning() -> None:
