@@ -53,7 +53,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user (no traceback)."""
     from bisep.audio import AudioError
     from bisep.config import ConfigError
+    from bisep.data.manifest import DataError
     from bisep.outdir import OutputError
     from bisep.registry import PluginError
 
-    return (AudioError, ConfigError, OutputError, PluginError, FileNotFoundError)
+    return (AudioError, ConfigError, DataError, OutputError, PluginError, FileNotFoundError)

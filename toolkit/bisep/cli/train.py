@@ -47,6 +47,7 @@ def run(args) -> int:
 
     from bisep.outdir import prepare
     from bisep.train.fit import fit
+    from bisep.train.guards import NonFiniteError
 
     # Multi-process training starts this command again in every worker; the first holds the
     # lock for all of them.
@@ -54,7 +55,7 @@ def run(args) -> int:
     try:
         with guard:
             model = fit(resolved, args.data_dir, args.dump_dir, args.exp_dir)
-    except (CheckpointError, *user_errors()) as exc:
+    except (CheckpointError, NonFiniteError, *user_errors()) as exc:
         raise CliError(str(exc)) from None
     print(f"bisep train: wrote {model}")
     return 0

@@ -109,6 +109,7 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
     from pytorch_lightning.loggers import CSVLogger
 
     from bisep.train.datamodule import MoMDataModule
+    from bisep.train.guards import FiniteGuard
     from bisep.train.module import SeparationModule
 
     _quiet_lightning()
@@ -141,7 +142,7 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
         accelerator=trainer_conf["accelerator"], devices=trainer_conf["devices"],
         strategy=trainer_conf["strategy"], num_nodes=trainer_conf["num_nodes"],
         precision=trainer_conf["precision"], gradient_clip_val=trainer_conf["gradient_clip_val"],
-        callbacks=[best, periodic], plugins=[_AtomicCheckpointIO.build()],
+        callbacks=[FiniteGuard(), best, periodic], plugins=[_AtomicCheckpointIO.build()],
         logger=CSVLogger(exp_dir / "logs", name="", version=f"run{_next_run(exp_dir)}"),
         enable_progress_bar=trainer_conf["progress_bar"], enable_model_summary=False)
     if resume_from is not None:
