@@ -71,12 +71,12 @@ def check_space(folder: str | Path, need_bytes: int, option: str = "the output f
     """
     free = shutil.disk_usage(folder).free
     if need_bytes and free < need_bytes:
-        raise OutputError(f"{option} {folder} has {_mb(free)} free, but the outputs need "
-                          f"about {_mb(need_bytes)}. Free some space or choose another folder.")
+        raise OutputError(f"{option} {folder} has {_size(free)} free, but the outputs need "
+                          f"about {_size(need_bytes)}. Free some space or choose another folder.")
 
 
-def _mb(size: int) -> str:
-    return f"{size / 1e6:.1f} MB"
+def _size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
 
 
 def pid_alive(pid: int) -> bool:
