@@ -165,7 +165,8 @@ def test_a_live_lock_stops_a_second_run_and_a_stale_one_is_cleared(tmp_path, mod
     assert not orphan.exists() and not (out_dir / LOCK_NAME).exists()
 
 
-def test_a_live_lock_stops_bisep_train(tmp_path):
+@pytest.mark.parametrize("command", ["train", "train-clap"])
+def test_a_live_lock_stops_bisep_train(tmp_path, command):
     from pathlib import Path
 
     exp = tmp_path / "exp"
@@ -175,14 +176,17 @@ def test_a_live_lock_stops_bisep_train(tmp_path):
         (exp / LOCK_NAME).write_text(json.dumps(
             {"pid": other.pid, "host": __import__("socket").gethostname(),
              "command": "bisep train first", "started": "now"}))
-        config = Path(__file__).parent / "recipe_tiny" / "train_weak.yaml"
-        out = run_cli("train", "--config", config, "--data-dir", tmp_path, "--dump-dir",
-                      tmp_path, "--exp-dir", exp)
+        tiny = Path(__file__).parent / "recipe_tiny"
+        args = (["--config", tiny / "train_weak.yaml", "--data-dir", tmp_path, "--dump-dir",
+                 tmp_path, "--exp-dir", exp] if command == "train" else
+                ["--conf", tiny / "mini_clap.yaml", "--data-dir", tmp_path, "--out-dir", exp])
+        out = run_cli(command, *args)
     finally:
         other.kill()
         other.wait()
     assert out.returncode == 2 and f"pid {other.pid}" in out.stderr
-    assert "bisep train first" in out.stderr and not (exp / "config.yaml").exists()
+    assert "bisep train first" in out.stderr and sorted(p.name for p in exp.iterdir()) == [
+        LOCK_NAME]
 
 
 def test_score_checks_its_out_dir_before_scoring(tmp_path, model):

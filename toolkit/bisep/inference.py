@@ -89,11 +89,12 @@ class Separator:
                     f"{path}: the checkpoint does not record its conditioner (infos.config."
                     f"conditioner); pass conditioner=... to Separator.from_pretrained")
             conditioner = registry.build("conditioner", name, **(config.get("conditioner_conf") or {}))
-        if getattr(conditioner, "embed_dim", None) != model.query_dim:
+        width = getattr(conditioner, "embed_dim", None)
+        if width != model.query_dim:
             raise checkpoint.CheckpointError(
                 f"{path}: the separator takes {model.query_dim}-d queries but its query encoder "
-                f"'{type(conditioner).__name__}' gives {conditioner.embed_dim}-d embeddings; the "
-                f"checkpoint's infos.config names another conditioner than it was trained with.")
+                f"'{type(conditioner).__name__}' gives {width}-d embeddings; the checkpoint's "
+                f"infos.config names another conditioner than it was trained with.")
         return cls(model, conditioner, device=device, **kwargs)
 
     # -- queries -------------------------------------------------------------------------
