@@ -220,3 +220,16 @@ def test_a_write_that_fails_mid_run_is_reported_and_the_batch_goes_on(tmp_path, 
     assert "b_violin.wav: cannot be written" in err and "disk may be full" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_violin.wav",
                                                                     "c_violin.wav"]
+
+
+def test_list_mode_a_label_too_long_for_a_file_name_fails_only_its_item(tmp_path, model):
+    manifest = write_manifest_set(tmp_path / "data")
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    long = "violin" * 50  # 300 characters
+    lines[1]["labels"][1] = long
+    lines[1]["stems"][long] = lines[1]["stems"].pop("cello")
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    rc, out, err = separate(model, "--list", manifest, "-o", tmp_path / "sep")
+    assert rc == 1 and "separated 2 of 3" in out
+    assert "skipped item 'test_001'" in err and "over 251 bytes" in err
+    assert (tmp_path / "sep" / "test_002" / "tuba.wav").exists()
