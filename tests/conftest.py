@@ -57,8 +57,8 @@ def run_cli(*args, env_extra=None, pythonpath=(), check=False, timeout=300):
     """Run the installed ``bisep`` console script in a subprocess."""
     env = dict(os.environ)
     env.update(env_extra or {})
-    if pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join(map(str, pythonpath))
+    if pythonpath:  # before the caller's own PYTHONPATH, which stays (a source checkout)
+        env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), env.get("PYTHONPATH", "")])
     out = subprocess.run([str(BIN / "bisep"), *map(str, args)], capture_output=True,
                          text=True, env=env, timeout=timeout)
     if check and out.returncode != 0:

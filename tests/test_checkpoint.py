@@ -95,3 +95,26 @@ def test_foreign_and_unsafe_files_are_refused(tmp_path):
         checkpoint.load(tmp_path / "missing.pth")
     with pytest.raises(CheckpointError, match="must hold model.pth or best_model.pth"):
         checkpoint.load(tmp_path)
+
+
+def test_another_architectures_arguments_name_the_file(tmp_path, gain_model):
+    from bisep.registry import get_registry
+
+    film = get_registry().build("separator", "film_masknet", preset="small", query_dim=4)
+    package = checkpoint.serialize(film)
+    package["model_name"] = "cond_unet"  # film_masknet's bn_chan, hid_chan, ... do not fit
+    path = checkpoint.save(package, tmp_path / "model.pth")
+    with pytest.raises(CheckpointError, match=r"model.pth: its model_args do not build "
+                                              r"separator 'cond_unet' \(.*bn_chan"):
+        checkpoint.from_pretrained(path)
+
+
+def test_a_query_encoder_of_another_width_is_found_at_load(tmp_path, gain_model):
+    from bisep.inference import Separator
+
+    registry, model = gain_model  # query_dim 4; example_hash embeds in 8 dimensions
+    config = {"separator": "example_gain", "conditioner": "example_hash", "conditioner_conf": {}}
+    path = checkpoint.save(checkpoint.serialize(model, config=config), tmp_path / "m.pth")
+    with pytest.raises(CheckpointError, match=r"m.pth: the separator takes 4-d queries but "
+                                              r"its query encoder .* gives 8-d"):
+        Separator.from_pretrained(path, registry=registry)

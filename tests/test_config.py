@@ -165,3 +165,50 @@ def test_experiment_part_drops_resources_and_the_given_keys():
     assert experiment_part(today) == experiment_part(cfg)
     audio = {**cfg, "data": {**cfg["data"], "query_source": "audio"}}
     assert experiment_part(audio) != experiment_part(cfg)
+
+
+@pytest.mark.parametrize("text, tokens", [
+    ("data: {batch_size: 0}", ["data.batch_size", ">= 1", "0"]),
+    ("trainer: {val_check_interval: 0}", ["trainer.val_check_interval", ">= 1"]),
+    ("trainer: {max_steps: -5}", ["trainer.max_steps", ">= 1", "-5"]),
+    ("trainer: {max_steps: -1}", ["trainer.max_steps", "without end"]),
+    ("trainer: {precision: 8-bit}", ["trainer.precision", "'32-true'", "8-bit"]),
+    ("trainer: {monitor: val_sdr}", ["trainer.monitor", "val_si_sdr", "val_sdr"]),
+    ("seed: -3", ["'seed'", "-3"]),
+    ("optim_conf: {lr: -0.1}", ["optim_conf.lr", "> 0", "-0.1"]),
+    ("optim_conf: {betas: [0.9, 1.5]}", ["optim_conf", "optimizer 'adam'", "beta"]),
+    ("separator: cond_unet\nseparator_conf: {preset: tiny}",
+     ["separator_conf", "cond_unet", "unknown preset 'tiny'"]),
+])
+def test_values_that_would_fail_in_training_are_refused(tmp_path, text, tokens):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        config.load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:"), message  # file:line
+    for token in tokens:
+        assert token in message, message
+
+
+def test_bisep_config_and_train_refuse_them_without_a_traceback(tmp_path):
+    path = write(tmp_path, "trainer: {val_check_interval: 0}")
+    for command in (["config", path], ["train", "--config", path, "--data-dir", tmp_path,
+                                        "--dump-dir", tmp_path, "--exp-dir", tmp_path / "exp"]):
+        out = run_cli(*command)
+        assert out.returncode == 2 and "trainer.val_check_interval" in out.stderr
+        assert "Traceback" not in out.stderr
+    assert not (tmp_path / "exp").exists()
+
+
+def test_alias_bombs_are_refused(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, "
+              f"*a{i-1}, *a{i-1}, *a{i-1}]" for i in range(1, 9)]  # 10**9 nodes
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=rf"{path}: the YAML expands to over 100000 nodes"):
+        config.load_yaml(path)
+    with pytest.raises(ConfigError, match="over 100000 nodes"):
+        config.parse_override("trainer=" + "{" + ", ".join(lines) + "}")
+    # A few anchors, as configs use them, are fine.
+    ok = write(tmp_path, "x: &w {lr: 0.1}\noptim_conf: *w\n", name="ok.yaml")
+    assert config.load_yaml(ok)[0]["optim_conf"] == {"lr": 0.1}

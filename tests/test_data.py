@@ -542,3 +542,23 @@ def test_cli_errors(tmp_path):
     assert out.returncode == 2 and "Did you mean 'synth_music'" in out.stderr
     out = run_cli("mix", "--data-dir", tmp_path / "nowhere", "--dump-dir", tmp_path / "dump")
     assert out.returncode == 2 and "bisep prepare" in out.stderr
+
+
+def test_check_clips_names_a_bad_clip_before_training(tiny, plan, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    shutil.copytree(tiny, data)
+    ds = MoMDataset(plan, data / "train.jsonl", load_sources=True)
+    assert ds.check_clips() == len(ds._cache) > 0  # cached: every file read whole
+    paths = list(ds._cache)
+    audio, rate = sf.read(paths[-1], dtype="float32")
+    audio[10] = np.inf
+    sf.write(paths[-1], audio, rate, subtype="FLOAT")
+    with pytest.raises(DataError, match=rf"{paths[-1]}: 1 samples are NaN or infinite"):
+        MoMDataset(plan, data / "train.jsonl", load_sources=True).check_clips()
+    sf.write(paths[-1], np.zeros(audio.shape[0] - 5, "float32"), rate)
+    # Without the cache only a sample is read whole; the headers still give the length.
+    monkeypatch.setattr(MoMDataset, "CHECK_SAMPLE", 1)
+    ds = MoMDataset(plan, data / "train.jsonl", load_sources=True, cache=False)
+    with pytest.raises(DataError, match=rf"{paths[-1]}: {audio.shape[0] - 5} samples, but "):
+        ds.check_clips()
+    assert ds._cache == {}

@@ -297,3 +297,47 @@ def test_a_loss_term_can_warm_up():
                                                "{name: mix_separate, start_step: -1}]"])
     with pytest.raises(ConfigError, match="data.query_source must be one of text, audio"):
         load_config(TINY / "train_weak.yaml", ["data.query_source=image"])
+
+
+def test_a_nan_training_clip_is_named_before_step_1(corpus, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from bisep.data.manifest import read_manifest
+
+    data = tmp_path / "data"
+    shutil.copytree(corpus / "data", data)
+    clip = Path(read_manifest(data / "train.jsonl")[3]["audio"])
+    audio, rate = sf.read(clip, dtype="float32")
+    audio[100] = np.nan
+    sf.write(clip, audio, rate, subtype="FLOAT")
+    out = train(corpus, tmp_path / "weak", data=data, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{clip}: 1 samples are NaN" in out.stderr
+    assert not (tmp_path / "weak" / "checkpoints").exists()
+
+
+def test_what_the_trainer_refuses_is_a_config_error(corpus, tmp_path):
+    out = train(corpus, tmp_path / "x", "train_weak.yaml", "trainer.strategy=no_such_strategy",
+                check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "trainer section" in out.stderr and "no_such_strategy" in out.stderr
+
+
+def test_a_non_finite_batch_or_loss_names_its_clips():
+    from types import SimpleNamespace
+
+    from bisep.train.guards import FiniteGuard, NonFiniteError
+
+    dataset = SimpleNamespace(plan=[{"id": "mom_7", "parts": ["a", "b"]}],
+                              items={"a": {"audio": "/d/a.wav"}, "b": {"audio": "/d/b.wav"}})
+    trainer = SimpleNamespace(global_step=12, datamodule=SimpleNamespace(train_set=dataset))
+    guard = FiniteGuard()
+    batch = {"id": ["mom_7"], "mom": torch.tensor([[0.0, float("nan")]])}
+    with pytest.raises(NonFiniteError, match=r"step 12 has NaN or infinite 'mom'.*mom_7, "
+                                             r"made of /d/a.wav, /d/b.wav"):
+        guard.on_train_batch_start(trainer, None, batch, 0)
+    batch["mom"] = torch.zeros(1, 2)
+    guard.on_train_batch_start(trainer, None, batch, 0)
+    with pytest.raises(NonFiniteError, match=r"loss is nan at step 12.*/d/b.wav.*optim_conf.lr"):
+        guard.on_before_backward(trainer, None, torch.tensor(float("nan")))

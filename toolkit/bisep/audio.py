@@ -103,8 +103,15 @@ def write(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str = 
         raise AudioError(f"{path}: audio to write must be (channels, time), got {audio.shape}")
     if not np.isfinite(audio).all():
         raise AudioError(f"{path}: refusing to write NaN or infinite samples.")
-    with atomic_path(path) as tmp:
-        sf.write(tmp, audio.T, sample_rate, subtype=subtype, format=_format(path))
+    file_format = _format(path)
+    try:
+        with atomic_path(path) as tmp:
+            sf.write(tmp, audio.T, sample_rate, subtype=subtype, format=file_format)
+    # libsndfile reports a full disk or a lost folder as "System error." alone.
+    except (sf.LibsndfileError, OSError) as exc:
+        raise AudioError(f"{path}: cannot be written ({exc}). The disk may be full or the "
+                         f"folder not writable: free some space or choose another output "
+                         f"folder.") from None
     return path
 
 

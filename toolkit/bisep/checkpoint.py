@@ -9,6 +9,10 @@ A checkpoint is a plain dict that ``torch.load(..., weights_only=True)`` can rea
 
 :func:`from_pretrained` rebuilds the model through the plugin registry, so a separator
 from a third-party plugin round-trips like a built-in one.
+
+:func:`read_weights` is the one way bisep opens a torch weight file, its own or a
+dependency's (a Lightning ``last.ckpt``, a LAION-CLAP checkpoint): ``weights_only=True``, so a
+crafted file cannot run code while it is read, only be refused with its name.
 """
 from __future__ import annotations
 
@@ -88,8 +92,41 @@ def save(obj: Any, path: str | Path) -> Path:
     return Path(path)
 
 
+def read_weights(path: str | Path, what: str = "torch checkpoint", fix: str = "") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain data only.
+
+    A file that pickles anything else (a ``__reduce__`` that would run code included) is
+    refused before any of it runs.
+
+    Args:
+        path: the file.
+        what: what the file should be, for the message ("LAION-CLAP checkpoint").
+        fix: how to get a good file, appended to the message.
+
+    Raises:
+        CheckpointError: missing, unreadable, or holding objects other than tensors and
+            plain data; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such {what} file. {fix}".rstrip())
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    # The weights-only unpickler reports foreign content in many ways (UnpicklingError,
+    # KeyError on an unknown memo entry, ...): all of them mean "not a safe checkpoint".
+    except (RuntimeError, EOFError, KeyError, ValueError, AttributeError, IndexError,
+            TypeError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+        lines = str(exc).splitlines() or [""]
+        # torch's weights_only refusal buries the reason under advice to disable the check.
+        reason = next((ln.strip() for ln in lines if "WeightsUnpickler error" in ln), lines[0])
+        raise CheckpointError(
+            f"{path}: cannot be read as a {what} ({type(exc).__name__}: {reason}). The file "
+            f"is truncated or corrupt, holds objects other than tensors and plain data (bisep "
+            f"never unpickles code), or was not written by torch.save. {fix}".rstrip()) from None
+
+
 def load(path: str | Path) -> dict:
-    """Read a bisep checkpoint with ``weights_only=True``; clear errors otherwise."""
+    """Read a bisep checkpoint with :func:`read_weights`; clear errors otherwise."""
     path = Path(path)
     if path.is_dir():
         candidates = [path / "model.pth", path / "best_model.pth"]
@@ -101,19 +138,7 @@ def load(path: str | Path) -> dict:
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file. Check the path, or train a "
                               f"model first (recipe stage 4).")
-    try:
-        package = torch.load(path, map_location="cpu", weights_only=True)
-    # The weights-only unpickler reports foreign content in many ways (UnpicklingError,
-    # KeyError on an unknown memo entry, ...): all of them mean "not a safe checkpoint".
-    except (RuntimeError, EOFError, KeyError, ValueError, zipfile.BadZipFile,
-            pickle.UnpicklingError) as exc:
-        lines = str(exc).splitlines() or [""]
-        # torch's weights_only refusal buries the reason under advice to disable the check.
-        reason = next((ln.strip() for ln in lines if "WeightsUnpickler error" in ln), lines[0])
-        raise CheckpointError(
-            f"{path}: cannot be read as a torch checkpoint ({type(exc).__name__}: {reason}). "
-            f"The file is truncated or corrupt, holds objects other than tensors and plain "
-            f"data, or was not written by torch.save; re-run the stage that wrote it.") from None
+    package = read_weights(path, fix="Re-run the stage that wrote it.")
     if not isinstance(package, dict) or any(k not in package for k in REQUIRED_KEYS):
         keys = sorted(package)[:8] if isinstance(package, dict) else type(package).__name__
         hint = (" It looks like a Lightning training checkpoint: load it with "
@@ -139,7 +164,19 @@ def from_pretrained(path_or_package: str | Path | dict, kind: str = "separator",
         package, where = load(path_or_package), str(path_or_package)
     registry = registry or get_registry()
     factory = registry.factory(kind, package["model_name"])
-    model = factory(**{**package["model_args"], **overrides})
+    args = package["model_args"]
+    if not isinstance(args, dict):
+        raise CheckpointError(f"{where}: model_args must be a mapping of keyword arguments, "
+                              f"got {type(args).__name__}; the file was not written by bisep.")
+    try:
+        model = factory(**{**args, **overrides})
+    # Arguments of another architecture (TypeError) or out of range (ValueError): the file
+    # does not match the registered plugin of that name.
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: its model_args do not build {kind} "
+                              f"'{package['model_name']}' ({exc}). The checkpoint was written "
+                              f"for another version or architecture of that model; re-export "
+                              f"it, or use the bisep/plugin version that wrote it.") from None
     try:
         model.load_state_dict(package["state_dict"])
     except RuntimeError as exc:

@@ -87,6 +87,35 @@ TRAINER_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "progress_bar": ((bool,), True),
 }
 SECTIONS = {"data": DATA_KEYS, "trainer": TRAINER_KEYS}
+# The smallest value of each numeric key `bisep train` reads: a smaller one fails later, in
+# the middle of the run (val_check_interval 0: a division by zero; batch_size 0: the data
+# loader), or runs without end (max_steps -1). ``None`` stays allowed where the type allows it.
+MINIMUMS: dict[tuple[str, str], tuple[int | float, str]] = {
+    ("data", "batch_size"): (1, ""),
+    ("data", "num_workers"): (0, ""),
+    ("data", "num_phrases"): (1, ""),
+    ("data", "valid_batch_size"): (1, ""),
+    ("data", "max_valid_items"): (1, " (null: all)"),
+    ("trainer", "max_steps"): (1, " (a training run must end: -1 would train without end)"),
+    ("trainer", "val_check_interval"): (1, " (steps between validations)"),
+    ("trainer", "checkpoint_every_n_steps"): (1, ""),
+    ("trainer", "save_top_k"): (-1, " (-1: keep every checkpoint, 0: none)"),
+    ("trainer", "log_every_n_steps"): (1, ""),
+    ("trainer", "num_nodes"): (1, ""),
+    ("trainer", "gradient_clip_val"): (0, " (null: no clipping)"),
+    ("trainer", "num_threads"): (1, " (null: torch's default)"),
+}
+CHOICES: dict[tuple[str, str], tuple] = {
+    ("trainer", "scheduler_interval"): ("step", "epoch"),
+    # Lightning's precision names (lightning_fabric.connector._PRECISION_INPUT).
+    ("trainer", "precision"): ("32-true", "32", 32, "16-mixed", "16-true", "16", 16,
+                               "bf16-mixed", "bf16-true", "bf16", "64-true", "64", 64,
+                               "transformer-engine", "transformer-engine-float16"),
+}
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's and Lightning's seeding accept
+# What `trainer.monitor` may name: the metrics bisep.train.module logs (and per loss term
+# "train/<name>" and "val/<name>"); ModelCheckpoint fails at the first validation otherwise.
+MONITORS = ("val_loss", "val_si_sdr", "val_si_sdri", "train_loss")
 # Keys that say how a run uses the machine, not what it computes: a run may resume with
 # other values, and runs that differ only in them are the same experiment.
 RESOURCE_KEYS = (("data", "num_workers"), ("data", "cache_audio"), ("trainer", "num_threads"),
@@ -157,6 +186,48 @@ def _unknown_key(where: str, key: str, section: str, valid) -> ConfigError:
                        f"Valid keys: {', '.join(valid)}.")
 
 
+# Aliases let a few lines of YAML stand for an exponential number of nodes ("billion
+# laughs"): whatever walks the loaded data (LineMap, deepcopy, a dump) would never finish.
+MAX_YAML_NODES = 100_000
+
+
+def safe_load(text: str, source: str = "<config>") -> Any:
+    """``yaml.safe_load`` that refuses documents whose aliases expand beyond
+    :data:`MAX_YAML_NODES` nodes.
+
+    Raises:
+        yaml.YAMLError: malformed YAML.
+        ConfigError: too many nodes once aliases are expanded.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_YAML_NODES:
+            raise ConfigError(f"{source}: the YAML expands to over {MAX_YAML_NODES} nodes "
+                              f"through its aliases (*name); write the values out instead.")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node, memo: dict) -> int:
+    """How many nodes ``node`` stands for with every alias expanded. An alias is the same
+    node object as its anchor, so the memo keeps this linear in the text."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 1  # a recursive alias counts once instead of looping
+        children = []
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        memo[key] = 1 + sum(_expanded_size(child, memo) for child in children)
+    return memo[key]
+
+
 def load_yaml(path: str | Path) -> tuple[dict, LineMap]:
     """Read a YAML mapping, raising :class:`ConfigError` that names the file and line."""
     path = Path(path)
@@ -168,7 +239,7 @@ def load_yaml(path: str | Path) -> tuple[dict, LineMap]:
     except (IsADirectoryError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read as a YAML text file ({exc}).") from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text, str(path))
         lines = LineMap(str(path), text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -190,7 +261,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override '{text}' must look like key.subkey=value")
     try:
-        parsed = yaml.safe_load(value)
+        parsed = safe_load(value, f"override '{text}'")
     except yaml.YAMLError as exc:
         raise ConfigError(f"override '{text}': the value is not valid YAML ({exc})") from None
     return key.strip().split("."), parsed
@@ -230,6 +301,11 @@ def check_top_level(cfg: dict, lines: LineMap) -> None:
             if not _is_instance(value, types):
                 raise ConfigError(f"{lines.where(section, key)}: '{section}.{key}' must be "
                                   f"{_type_names(types)}, got {type(value).__name__} {value!r}.")
+            _check_range(section, key, value, lines)
+    seed = cfg.get("seed")
+    if isinstance(seed, int) and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise ConfigError(f"{lines.where('seed')}: 'seed' must be in [{SEED_RANGE[0]}, "
+                          f"{SEED_RANGE[1]}], got {seed}.")
     query_source = (cfg.get("data") or {}).get("query_source", "text")
     if query_source not in QUERY_SOURCES:
         raise ConfigError(f"{lines.where('data', 'query_source')}: data.query_source must be "
@@ -252,6 +328,65 @@ def check_top_level(cfg: dict, lines: LineMap) -> None:
             if item.get(key, 0) < 0:
                 raise ConfigError(f"{lines.where('criterions', i, key)}: 'criterions[{i}].{key}' "
                                   f"must be >= 0, got {item[key]!r}.")
+
+
+def _check_range(section: str, key: str, value: Any, lines: LineMap) -> None:
+    """Refuse a value of the right type that `bisep train` would still fail on."""
+    where, name = lines.where(section, key), f"'{section}.{key}'"
+    if (section, key) in MINIMUMS and isinstance(value, (int, float)):
+        low, why = MINIMUMS[section, key]
+        if value < low:
+            raise ConfigError(f"{where}: {name} must be >= {low}{why}, got {value!r}.")
+    if (section, key) in CHOICES and value not in CHOICES[section, key]:
+        valid = ", ".join(map(repr, CHOICES[section, key]))
+        raise ConfigError(f"{where}: {name} must be one of {valid}, got {value!r}.")
+
+
+def check_monitor(cfg: dict, lines: LineMap) -> None:
+    """``trainer.monitor`` names a metric that training logs (:data:`MONITORS`)."""
+    terms = [item["name"] for item in cfg["criterions"]]
+    valid = [*MONITORS, *(f"{split}/{t}" for split in ("train", "val") for t in terms)]
+    monitor = cfg["trainer"]["monitor"]
+    if monitor not in valid:
+        raise ConfigError(f"{lines.where('trainer', 'monitor')}: 'trainer.monitor' must name "
+                          f"a logged metric, one of {', '.join(valid)}; got {monitor!r}.")
+
+
+def check_builds(cfg: dict, lines: LineMap, registry) -> None:
+    """Build what is cheap to build, so that a value its constructor refuses (an unknown
+    ``separator_conf.preset``, a negative ``optim_conf.lr``, a bad loss setting) fails here,
+    naming the section, and not at the start of training. The conditioner is not built: it
+    reads its files, which may live on another machine."""
+    import torch
+
+    def build(section: str, make: Callable, what: str):
+        try:
+            return make()
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{lines.where(section)}: {section} is not accepted by "
+                              f"{what}: {exc}") from None
+
+    if cfg["separator"] is not None:
+        build("separator_conf", lambda: registry.build("separator", cfg["separator"],
+                                                       **cfg["separator_conf"]),
+              f"separator '{cfg['separator']}'")
+    for i, item in enumerate(cfg["criterions"]):
+        build(f"criterions[{i}].conf",
+              lambda item=item: registry.build("loss", item["name"], **item["conf"]),
+              f"loss '{item['name']}'")
+    lr = cfg["optim_conf"].get("lr")
+    if isinstance(lr, (int, float)) and not lr > 0:
+        raise ConfigError(f"{lines.where('optim_conf', 'lr')}: 'optim_conf.lr' must be > 0, "
+                          f"got {lr!r}.")
+    optim_cls = _torch_class("optim", cfg["optim"], OPTIMIZERS, lines.where("optim"))
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = build("optim_conf", lambda: optim_cls([param], **cfg["optim_conf"]),
+                      f"optimizer '{cfg['optim']}'")
+    if cfg["scheduler"] is not None:
+        sched_cls = _torch_class("scheduler", cfg["scheduler"], SCHEDULERS,
+                                 lines.where("scheduler"))
+        build("scheduler_conf", lambda: sched_cls(optimizer, **cfg["scheduler_conf"]),
+              f"scheduler '{cfg['scheduler']}'")
 
 
 def signature_defaults(factory: Callable) -> tuple[dict[str, Any], bool]:
@@ -380,6 +515,8 @@ def resolve(cfg: dict, lines: LineMap | None = None, registry=None) -> dict:
                                              lambda *k: lines.where("scheduler_conf", *k),
                                              "scheduler_conf", f"scheduler '{out['scheduler']}'",
                                              bound=("optimizer",), lenient_numbers=True)
+    check_monitor(out, lines)
+    check_builds(out, lines, registry)
     return _plain(out)
 
 

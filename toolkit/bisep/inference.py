@@ -10,10 +10,13 @@
 A checkpoint written by training records its conditioner (name and configuration) in
 ``infos.config``, so the query encoder is rebuilt with the separator. Long inputs are
 processed in chunks whose overlaps are cross-faded with complementary raised-cosine
-ramps (they sum to exactly one), so memory is bounded by the chunk, not the file.
+ramps (they sum to exactly one), so memory is bounded by the chunk, not the file. An input
+shorter than one STFT frame (``n_fft`` samples at the model's rate) is zero-padded to it and
+cut back, so a clip of any length gives an output of its own length.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from pathlib import Path
@@ -47,6 +50,14 @@ class Separator:
             raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        self.min_samples = separator.stft.config.n_fft
+        if chunk_seconds is not None and chunk_seconds * separator.sample_rate < self.min_samples:
+            raise ValueError(
+                f"chunk_seconds (bisep separate --chunk-seconds) {chunk_seconds} is "
+                f"{int(chunk_seconds * separator.sample_rate)} "
+                f"samples at the model's {separator.sample_rate} Hz; a chunk must hold at least "
+                f"one STFT frame ({self.min_samples} samples, "
+                f"{self.min_samples / separator.sample_rate:.3f} s). Use a longer chunk, e.g. 8 s.")
         self.device = torch.device(device)
         self.separator = separator.to(self.device).eval()
         self.conditioner = conditioner.to(self.device).eval()
@@ -67,6 +78,9 @@ class Separator:
         registry = registry or get_registry()
         package = checkpoint.load(path)
         model = checkpoint.from_pretrained(package, registry=registry)
+        if not isinstance(package.get("infos"), dict):
+            raise checkpoint.CheckpointError(f"{path}: infos must be a mapping; the file was "
+                                             f"not written by bisep.")
         if conditioner is None:
             config = package["infos"].get("config") or {}
             name = config.get("conditioner")
@@ -75,6 +89,12 @@ class Separator:
                     f"{path}: the checkpoint does not record its conditioner (infos.config."
                     f"conditioner); pass conditioner=... to Separator.from_pretrained")
             conditioner = registry.build("conditioner", name, **(config.get("conditioner_conf") or {}))
+        width = getattr(conditioner, "embed_dim", None)
+        if width != model.query_dim:
+            raise checkpoint.CheckpointError(
+                f"{path}: the separator takes {model.query_dim}-d queries but its query encoder "
+                f"'{type(conditioner).__name__}' gives {width}-d embeddings; the checkpoint's "
+                f"infos.config names another conditioner than it was trained with.")
         return cls(model, conditioner, device=device, **kwargs)
 
     # -- queries -------------------------------------------------------------------------
@@ -130,7 +150,10 @@ class Separator:
         channels, length = x.shape
         size = length if self.chunk_seconds is None else int(self.chunk_seconds * self.sample_rate)
         if length <= size:
-            result = self.separator(x, query).transpose(0, 1)  # (Q, C, L)
+            # Zero-pad a clip shorter than one STFT frame (the STFT's reflect padding needs
+            # more samples than half a frame), then cut the output back to its length.
+            padded = torch.nn.functional.pad(x, (0, max(0, self.min_samples - length)))
+            result = self.separator(padded, query).transpose(0, 1)[..., :length]  # (Q, C, L)
             if progress:
                 progress(1, 1)
             return result
@@ -157,22 +180,53 @@ class Separator:
 
     def separate_file(self, in_path: str | Path, queries: Sequence[str | QuerySpec],
                       out_dir: str | Path, progress=None) -> list[Path]:
-        """Separate a file and write ``<out_dir>/<stem>_<query>.wav`` per query (atomically)."""
+        """Separate a file and write ``<out_dir>/<stem>_<query>.wav`` per query (atomically;
+        :func:`output_name`)."""
         wav, rate = audio_io.read(in_path)
         stems = self.separate(wav, queries, rate, progress)
         names = [query_slug(q) for q in _as_list(queries)]
-        return [audio_io.write(Path(out_dir) / f"{Path(in_path).stem}_{name}.wav", stem, rate)
+        return [audio_io.write(Path(out_dir) / output_name(Path(in_path).stem, name), stem, rate)
                 for name, stem in zip(names, stems)]
 
 
+# Query-derived names are bounded: a file name may hold at most 255 bytes on common file
+# systems, and a long query must not fail a run with "File name too long".
+MAX_SLUG = 64
+MAX_NAME = 255
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` if it fits ``limit`` characters, else its head and a hash of the whole (so
+    two long texts that share their head still get different names)."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+    return f"{text[:limit - 9]}_{digest}"
+
+
 def query_slug(query: str | QuerySpec) -> str:
-    """A file-name-safe label of a query (``"acoustic guitar"`` -> ``acoustic_guitar``)."""
+    """A file-name-safe label of a query (``"acoustic guitar"`` -> ``acoustic_guitar``), at
+    most :data:`MAX_SLUG` characters."""
     if isinstance(query, QuerySpec):
         label = query.text or "audio_query"
     else:
         label = query
     slug = re.sub(r"[^A-Za-z0-9]+", "_", label.strip()).strip("_").lower()
-    return slug or "query"
+    return _shorten(slug, MAX_SLUG) or "query"
+
+
+def output_name(stem: str, slug: str, suffix: str = ".wav") -> str:
+    """``<stem>_<slug><suffix>``, the input's stem shortened when the name would exceed
+    :data:`MAX_NAME` bytes."""
+    name = f"{stem}_{slug}{suffix}"
+    excess = len(name.encode("utf-8")) - MAX_NAME
+    if excess > 0:
+        # Cut by characters until the bytes fit (a multi-byte character counts more).
+        keep = len(stem) - excess
+        while len(f"{_shorten(stem, keep)}_{slug}{suffix}".encode("utf-8")) > MAX_NAME:
+            keep -= 1
+        name = f"{_shorten(stem, keep)}_{slug}{suffix}"
+    return name
 
 
 def _as_list(queries) -> list:

@@ -147,9 +147,11 @@ def _read_record(file: Path, what: str) -> dict | None:
         return None
     import yaml
 
+    from bisep.config import ConfigError, safe_load
+
     try:  # JSON is YAML, and both parsers' errors name the line
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
+        data = safe_load(file.read_text(), str(file))
+    except (yaml.YAMLError, ConfigError) as exc:
         raise ReportError(f"{file}: not valid {'YAML' if file.suffix == '.yaml' else 'JSON'} "
                           f"({exc}); {what}") from None
     return data if isinstance(data, dict) else None

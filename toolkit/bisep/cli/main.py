@@ -82,6 +82,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user (no traceback)."""
     from bisep.audio import AudioError
     from bisep.config import ConfigError
+    from bisep.data.manifest import DataError
+    from bisep.outdir import OutputError
     from bisep.registry import PluginError
 
-    return (AudioError, ConfigError, PluginError, FileNotFoundError)
+    return (AudioError, ConfigError, DataError, OutputError, PluginError, FileNotFoundError)

@@ -80,8 +80,12 @@ def run(args) -> int:
     from bisep.metrics.batches import run_rate, score_items
     from bisep.metrics.files import ScoreInputError
 
+    from bisep.outdir import OutputError, check_writable
+
     try:
         items = _collect(args)
+        if args.out_dir:  # before the work, not after it
+            check_writable(args.out_dir, option="--out-dir")
         rate = run_rate(items[0], mono=args.mono, trim=args.trim)
         rows, skipped, trimmed = [], [], []
         # A progress bar only on a terminal: logs and tests get the summary alone.
@@ -97,7 +101,7 @@ def run(args) -> int:
                                         "reason": result.skipped[1]})
                     rows += result.rows
                 bar.update(len(results))
-    except (ScoreInputError, AudioError) as exc:
+    except (ScoreInputError, AudioError, OutputError) as exc:
         raise CliError(str(exc)) from None
 
     columns = [name for name in rows[0] if name not in ("item", "source")] if rows else []

@@ -5,7 +5,9 @@
     bisep train --config conf/train_weak.yaml --print_config [KEY=VALUE ...]
 
 Re-running on an experiment folder that holds ``checkpoints/last.ckpt`` continues from it.
-The folder layout is described in :mod:`bisep.train.fit`.
+The folder layout is described in :mod:`bisep.train.fit`. The folder is checked writable and
+locked for the run (:mod:`bisep.outdir`): a second ``bisep train`` into it stops with a
+message naming the first.
 """
 from __future__ import annotations
 
@@ -41,11 +43,28 @@ def run(args) -> int:
                if not getattr(args, n)]
     if missing:
         raise CliError(f"{', '.join(missing)} required (or --print_config)")
-    from bisep.train.fit import fit
+    from contextlib import nullcontext
 
+    from bisep.outdir import prepare
+    from bisep.train.fit import fit
+    from bisep.train.guards import NonFiniteError
+
+    # Multi-process training starts this command again in every worker; the first holds the
+    # lock for all of them.
+    guard = nullcontext() if _worker_rank() else prepare(args.exp_dir, option="--exp-dir")
     try:
-        model = fit(resolved, args.data_dir, args.dump_dir, args.exp_dir)
-    except (CheckpointError, *user_errors()) as exc:
+        with guard:
+            model = fit(resolved, args.data_dir, args.dump_dir, args.exp_dir)
+    except (CheckpointError, NonFiniteError, *user_errors()) as exc:
         raise CliError(str(exc)) from None
     print(f"bisep train: wrote {model}")
     return 0
+
+
+def _worker_rank() -> bool:
+    """Whether this process is a distributed-training worker other than the first (the
+    ranks torchrun, SLURM and Lightning's launcher set in the environment)."""
+    import os
+
+    return any(os.environ.get(key, "0") not in ("", "0")
+               for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))

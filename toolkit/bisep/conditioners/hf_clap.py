@@ -4,7 +4,9 @@
 of ``laion/larger_clap_music`` or ``laion/clap-htsat-unfused``: ``config.json``, the weights,
 ``preprocessor_config.json`` and the tokenizer files. (To reproduce the paper, use the
 ``laion_clap`` conditioner with its checkpoint file: that a hub model holds the same weights has
-not been checked.) It is loaded with ``local_files_only=True``: nothing is downloaded.
+not been checked.) It is loaded with ``local_files_only=True``: nothing is downloaded. Its
+weights must be ``model.safetensors`` (or safetensors shards): a folder with only
+``pytorch_model.bin``, a pickle that can run code when read, is refused.
 
 The processor's feature extractor works in numpy, which would cut the gradient of the weak loss,
 so :meth:`HfClapConditioner.embed_audio` recomputes the same log-mel spectrogram in torch (same
@@ -29,6 +31,13 @@ MODEL_DIR_HELP = (
     "model.safetensors, preprocessor_config.json and the tokenizer files), e.g. made on a machine "
     "with internet with `hf download laion/larger_clap_music --local-dir larger_clap_music`.")
 
+# The weight files transformers reads without unpickling (a single file or an index of shards).
+SAFETENSORS = ("model.safetensors", "model.safetensors.index.json")
+SAFETENSORS_HELP = (
+    "Weights are read from safetensors only. Convert a folder you trust on a machine with "
+    "transformers: `python -c \"from transformers import ClapModel; "
+    "ClapModel.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\"`.")
+
 
 class HfClapConditioner(ClapConditioner):
     """A ``transformers`` CLAP, frozen, from a local folder.
@@ -51,10 +60,17 @@ class HfClapConditioner(ClapConditioner):
         if not (Path(model_dir) / "config.json").is_file():
             raise FileNotFoundError(f"no CLAP config.json in model_dir={model_dir}. "
                                     f"{MODEL_DIR_HELP}")
+        if not any((Path(model_dir) / name).is_file() for name in SAFETENSORS):
+            pickles = sorted(p.name for p in Path(model_dir).glob("*.bin"))
+            found = f" (it holds {', '.join(pickles)}, a pickle bisep does not open)" \
+                if pickles else ""
+            raise FileNotFoundError(
+                f"no model.safetensors in model_dir={model_dir}{found}. {SAFETENSORS_HELP}")
         from transformers import ClapModel, ClapProcessor
 
         processor = ClapProcessor.from_pretrained(model_dir, local_files_only=True)
-        self.model = ClapModel.from_pretrained(model_dir, local_files_only=True)
+        self.model = ClapModel.from_pretrained(model_dir, local_files_only=True,
+                                               use_safetensors=True)
         self.tokenizer = processor.tokenizer
         check_tokenizer(self.tokenizer, self.model.config.text_config.vocab_size, model_dir,
                         MODEL_DIR_HELP)

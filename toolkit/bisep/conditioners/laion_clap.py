@@ -21,7 +21,6 @@ and the batch goes through the audio tower in one call.
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from unittest import mock
 
@@ -41,6 +40,14 @@ ROBERTA_HELP = (
     "merges.txt, e.g. made on a machine with internet with `hf download FacebookAI/roberta-base "
     "config.json vocab.json merges.txt --local-dir roberta-base`. Its weights are not needed: "
     "the CLAP checkpoint holds the whole text tower.")
+
+# A checkpoint that pickles more than tensors and plain data is refused rather than unpickled;
+# this says how to keep only its weights, once, for a file the user trusts.
+SAFE_CHECKPOINT_HELP = (
+    "If this is a LAION-CLAP checkpoint you trust, save its weights alone once: `python -c "
+    "\"import torch; c = torch.load('IN.pt', weights_only=False); "
+    "torch.save(c.get('state_dict', c), 'OUT.pt')\"` and point conditioner_conf.checkpoint "
+    "at OUT.pt.")
 
 # The recipes (egs/{music,vggsound,audiocaps}/bimodal) leave text_model_dir to the command line:
 # this is where a missing folder is noticed, so the message says how to give it there.
@@ -112,6 +119,33 @@ def fit_to_clip(wav: torch.Tensor, clip_samples: int) -> torch.Tensor:
     return F.pad(wav, (0, clip_samples - wav.shape[-1]))
 
 
+def read_state(checkpoint: str | Path) -> dict[str, torch.Tensor]:
+    """A LAION-CLAP checkpoint's state dict, as ``clap_module.factory.load_state_dict`` gives it.
+
+    That loader (the one ``CLAP_Module.load_ckpt`` uses) unpickles with ``weights_only=False``,
+    which runs whatever code a crafted file holds, so the file is read here with
+    :func:`bisep.checkpoint.read_weights` and the loader's two fixes are repeated: strip the
+    ``module.`` prefix of a DataParallel save, drop ``text_branch.embeddings.position_ids``
+    (newer transformers no longer store it).
+
+    Raises:
+        CheckpointError: the file is unreadable, holds objects other than tensors and plain
+            data, or holds no state dict.
+    """
+    from bisep.checkpoint import CheckpointError, read_weights
+
+    package = read_weights(checkpoint, "LAION-CLAP checkpoint", fix=SAFE_CHECKPOINT_HELP)
+    state = package.get("state_dict", package) if isinstance(package, dict) else None
+    if isinstance(state, dict) and state and next(iter(state)).startswith("module."):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    # Every CLAP holds logit_scale_a: a cheap test that fails before the slow model build.
+    if not isinstance(state, dict) or not isinstance(state.get("logit_scale_a"), torch.Tensor):
+        raise CheckpointError(f"{checkpoint}: not a LAION-CLAP checkpoint (no state dict "
+                              f"with logit_scale_a). {CHECKPOINT_HELP}")
+    state.pop("text_branch.embeddings.position_ids", None)
+    return state
+
+
 def _import_clap_module():
     """Import ``laion_clap`` without touching the network; return its ``clap_module`` package.
 
@@ -163,7 +197,8 @@ class LaionClapConditioner(ClapConditioner):
     Args:
         checkpoint (str, optional): path of a LAION-CLAP checkpoint (``.pt``) trained without
             fusion, e.g. ``music_audioset_epoch_15_esc_90.14.pt``. Required unless ``random_init``.
-            A checkpoint is a pickle: load only files you trust.
+            Read with ``weights_only=True`` (:func:`read_state`): a file that pickles code is
+            refused, never run.
         text_model_dir (str): local roberta-base folder (``config.json``, ``vocab.json``,
             ``merges.txt``): the text tower's architecture and tokenizer.
         amodel (str): LAION-CLAP audio-tower name matching the checkpoint: ``"HTSAT-base"`` for
@@ -213,7 +248,7 @@ class LaionClapConditioner(ClapConditioner):
             raise ValueError(f"unknown LAION-CLAP audio model {amodel!r}; the music checkpoints "
                              f"use 'HTSAT-base', 630k-*.pt use 'HTSAT-tiny'")
         # Read the checkpoint first: a wrong file fails before the (slow) model build.
-        state = None if checkpoint is None else self._read(clap_module, checkpoint)
+        state = None if checkpoint is None else read_state(checkpoint)
         self.model, model_cfg = self._build(clap_module, amodel, text_config)
         if state is not None:
             self._load(state, checkpoint, amodel)
@@ -225,21 +260,6 @@ class LaionClapConditioner(ClapConditioner):
         self.context_length = self.model.context_length
         if frozen:
             self.freeze()
-
-    @staticmethod
-    def _read(clap_module, checkpoint: str) -> dict[str, torch.Tensor]:
-        """The checkpoint's state dict, read by the loader ``CLAP_Module.load_ckpt`` uses.
-
-        That loader strips the ``module.`` prefix and drops
-        ``text_branch.embeddings.position_ids``, which newer transformers no longer store.
-        """
-        try:
-            return clap_module.factory.load_state_dict(checkpoint, skip_params=True)
-        except (KeyError, AttributeError, StopIteration, RuntimeError,
-                pickle.UnpicklingError) as exc:
-            raise ValueError(
-                f"{checkpoint} is not a LAION-CLAP checkpoint ({type(exc).__name__}: {exc}). "
-                f"{CHECKPOINT_HELP}") from exc
 
     @staticmethod
     def _build(clap_module, amodel: str, text_config):

@@ -212,7 +212,9 @@ class MiniClapConditioner(Conditioner):
 
         folder = minilm_dir(text_model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        self.text = AutoModel.from_pretrained(str(folder), local_files_only=True)
+        # safetensors only: a pytorch_model.bin beside it is a pickle and is never read.
+        self.text = AutoModel.from_pretrained(str(folder), local_files_only=True,
+                                              use_safetensors=True)
         check_tokenizer(self.tokenizer, self.text.config.vocab_size, folder, TEXT_HELP)
         # The text tower is never trained, whatever ``frozen`` says.
         self.text.requires_grad_(False).eval()

@@ -324,7 +324,27 @@ def read_clip(path: str, sample_rate: int) -> np.ndarray:
                         f"preparation.") from None
     if data.shape[0] == 0:
         raise DataError(f"{path}: the file holds no samples. Re-run the data preparation.")
+    if not pcm16 and not np.isfinite(data).all():
+        raise DataError(f"{path}: {int((~np.isfinite(data)).sum())} samples are NaN or "
+                        f"infinite. Re-run the data preparation, or drop the clip from the "
+                        f"manifest.")
     return np.ascontiguousarray(data[:, 0] if data.shape[1] == 1 else data.mean(axis=1))
+
+
+def _header_frames(path: str, sample_rate: int) -> int:
+    """A clip's length from its header, with :func:`read_clip`'s checks of what the header
+    tells (readable, the rate, not empty)."""
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise DataError(f"{path}: cannot be read as audio ({exc}). Re-run the data "
+                        f"preparation.") from None
+    if info.samplerate != sample_rate:
+        raise DataError(f"{path}: sample rate is {info.samplerate} Hz, the dataset expects "
+                        f"{sample_rate} Hz. Prepare the data at {sample_rate} Hz.")
+    if info.frames == 0:
+        raise DataError(f"{path}: the file holds no samples. Re-run the data preparation.")
+    return info.frames
 
 
 def pad_phrases(labels: Sequence[str], num_phrases: int,
@@ -416,6 +436,45 @@ class MoMDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.plan)
+
+    # Without the cache, clips are opened but only this many are read whole before training.
+    CHECK_SAMPLE = 64
+
+    def check_clips(self) -> int:
+        """Open every clip (and stem) the plan reads, before training, so that a corrupt,
+        empty, non-finite, wrong-rate or odd-length file fails now, by name, not at some
+        step of the run. With the cache every file is read whole (filling the cache, which
+        the first epoch would do anyway); without it every header is read, and
+        :data:`CHECK_SAMPLE` files spread over the list are read whole.
+
+        Returns:
+            How many files were checked.
+
+        Raises:
+            DataError: the first bad file, named.
+        """
+        paths = []
+        for line in self.plan:
+            for part in line["parts"]:
+                item = self.items[part]
+                paths.append(item["audio"])
+                if self._with_sources(line):
+                    paths.extend(item["stems"][label] for label in item["labels"])
+        paths = list(dict.fromkeys(paths))
+        step = max(1, len(paths) // self.CHECK_SAMPLE)
+        read_whole = set(paths if self.cache else paths[::step])
+        first = None
+        for path in paths:
+            if path in read_whole:
+                length = self._load(path).shape[0]
+            else:
+                length = _header_frames(path, self.sample_rate)
+            first = first or (path, length)
+            if length != first[1]:
+                raise DataError(f"{path}: {length} samples, but {first[0]} has {first[1]}. "
+                                f"All clips of a dataset must have the same length; re-run "
+                                f"the data preparation.")
+        return len(paths)
 
     def _with_sources(self, line: dict) -> bool:
         return self.load_sources and (line["sup"] or not self.sup_only)

@@ -123,6 +123,9 @@ class MoMDataModule(pl.LightningDataModule):
         self.train_set = MoMDataset(self.train_plan, self.train_manifest, **common)
         # Stage 2 draws the validation MoMs from valid.jsonl: neither train nor test clips.
         self.valid_set = MoMDataset(self.valid_plan, self.valid_manifest, **common)
+        # A bad clip fails before step 1, named, instead of at the step that draws it.
+        self.train_set.check_clips()
+        self.valid_set.check_clips()
         self.reference_set = ReferenceSet(self.valid_manifest, self.sample_rate,
                                           self.conf["max_valid_items"])
 

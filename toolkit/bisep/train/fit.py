@@ -13,7 +13,8 @@ An experiment folder holds::
 Re-running on a folder that has ``last.ckpt`` continues from its step (optimizer, scheduler
 and loop state included); every checkpoint is written to a temporary file and renamed, so
 a killed run leaves the previous one intact. Lightning checkpoints are read with
-``weights_only=True``.
+:func:`bisep.checkpoint.read_weights` (``weights_only=True``); the ``last.ckpt`` to resume
+from is read before the model and data are built, so a bad file fails first.
 """
 from __future__ import annotations
 
@@ -23,10 +24,9 @@ import warnings
 from pathlib import Path
 
 import torch
-import yaml
 
 from bisep import checkpoint as ckpt_io
-from bisep.config import ConfigError, dump, experiment_part
+from bisep.config import ConfigError, dump, experiment_part, safe_load
 from bisep.atomic import write_text_atomic
 from bisep.train.inputs import PHRASE_INPUTS, SOURCE_INPUTS, term_inputs
 
@@ -76,7 +76,7 @@ class _AtomicCheckpointIO:
                 ckpt_io.save(checkpoint, path)
 
             def load_checkpoint(self, path, map_location=None, weights_only=None):
-                return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+                return read_lightning_checkpoint(path)
 
         return AtomicCheckpointIO()
 
@@ -90,7 +90,8 @@ def prepare_exp_dir(exp_dir: Path, config: dict) -> Path | None:
     exp_dir.mkdir(parents=True, exist_ok=True)
     conf_path, last = exp_dir / "config.yaml", exp_dir / "checkpoints" / "last.ckpt"
     if last.exists():
-        if conf_path.exists() and experiment_part(yaml.safe_load(conf_path.read_text())) != \
+        if conf_path.exists() and experiment_part(safe_load(conf_path.read_text(),
+                                                            str(conf_path))) != \
                 experiment_part(config):
             raise ConfigError(f"{exp_dir} holds a run of another config ({conf_path}); to keep "
                               f"it, train into another --exp-dir; to restart, delete {exp_dir}")
@@ -108,6 +109,7 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
     from pytorch_lightning.loggers import CSVLogger
 
     from bisep.train.datamodule import MoMDataModule
+    from bisep.train.guards import FiniteGuard
     from bisep.train.module import SeparationModule
 
     _quiet_lightning()
@@ -117,6 +119,8 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
     if trainer_conf["num_threads"]:
         torch.set_num_threads(trainer_conf["num_threads"])
     resume_from = prepare_exp_dir(exp_dir, config)
+    if resume_from is not None:  # a bad file fails before the model and data are built
+        step = read_lightning_checkpoint(resume_from)["global_step"]
     pl.seed_everything(config["seed"], workers=True, verbose=False)
 
     module = SeparationModule(config, registry)
@@ -131,18 +135,17 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
                            save_top_k=trainer_conf["save_top_k"], auto_insert_metric_name=False)
     periodic = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
                                every_n_train_steps=trainer_conf["checkpoint_every_n_steps"])
-    trainer = pl.Trainer(
-        default_root_dir=exp_dir, max_steps=trainer_conf["max_steps"], max_epochs=-1,
+    trainer = _trainer(
+        pl, default_root_dir=exp_dir, max_steps=trainer_conf["max_steps"], max_epochs=-1,
         val_check_interval=trainer_conf["val_check_interval"], check_val_every_n_epoch=None,
         num_sanity_val_steps=0, log_every_n_steps=trainer_conf["log_every_n_steps"],
         accelerator=trainer_conf["accelerator"], devices=trainer_conf["devices"],
         strategy=trainer_conf["strategy"], num_nodes=trainer_conf["num_nodes"],
         precision=trainer_conf["precision"], gradient_clip_val=trainer_conf["gradient_clip_val"],
-        callbacks=[best, periodic], plugins=[_AtomicCheckpointIO.build()],
+        callbacks=[FiniteGuard(), best, periodic], plugins=[_AtomicCheckpointIO.build()],
         logger=CSVLogger(exp_dir / "logs", name="", version=f"run{_next_run(exp_dir)}"),
         enable_progress_bar=trainer_conf["progress_bar"], enable_model_summary=False)
     if resume_from is not None:
-        step = read_lightning_checkpoint(resume_from)["global_step"]
         log.info("bisep train: resuming from step %d (%s)", step, resume_from)
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
     # The periodic checkpoint fires every N steps; the final step may fall between two.
@@ -152,6 +155,19 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
     merge_metrics(exp_dir / "logs")
     return export_best(module, best.best_model_path or str(ckpt_dir / "last.ckpt"), exp_dir,
                        config)
+
+
+def _trainer(pl, **kwargs):
+    """``pl.Trainer(**kwargs)``; what it refuses (an accelerator, device count or strategy
+    this machine lacks) is a ConfigError naming the trainer section, before step 1."""
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return pl.Trainer(**kwargs)
+    except (MisconfigurationException, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"the trainer section of the config cannot run here: {exc} "
+                          f"(trainer.accelerator, devices, strategy, num_nodes, "
+                          f"precision)") from None
 
 
 def _quiet_lightning() -> None:
@@ -199,16 +215,16 @@ def merge_metrics(logs_dir: Path) -> Path:
 
 
 def read_lightning_checkpoint(path: str | Path) -> dict:
-    """A Lightning checkpoint read with ``weights_only=True``, or a CheckpointError."""
-    import pickle
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ckpt_io.CheckpointError(
-            f"{path}: cannot be read as a training checkpoint ({reason}). Delete it to "
-            f"restart the run from scratch, or restore the file.") from None
+    """A Lightning checkpoint read by :func:`bisep.checkpoint.read_weights`, or a
+    CheckpointError naming it."""
+    state = ckpt_io.read_weights(path, "training checkpoint",
+                                 fix="Delete it to restart the run from scratch, or restore "
+                                     "the file.")
+    if not isinstance(state, dict) or "global_step" not in state or "state_dict" not in state:
+        raise ckpt_io.CheckpointError(f"{path}: not a Lightning training checkpoint (no "
+                                      f"global_step and state_dict). Delete it to restart the "
+                                      f"run from scratch, or restore the file.")
+    return state
 
 
 def export_best(module, checkpoint_path: str | Path, exp_dir: Path, config: dict) -> Path:
