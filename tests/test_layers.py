@@ -7,7 +7,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "toolkit" / "bisep"
 
 # docs/architecture.md, "Layer rules", lowest first.
 LAYERS = [
-    ("bisep.errors", "bisep.atomic", "bisep.data.prompts", "bisep.data.captions"),
+    ("bisep.errors", "bisep.atomic", "bisep.outdir", "bisep.data.prompts",
+     "bisep.data.captions"),
     ("bisep.losses", "bisep.dsp"),
     ("bisep.audio", "bisep.data"),
     ("bisep.metrics",),
@@ -16,9 +17,11 @@ LAYERS = [
     ("bisep.inference", "bisep.train", "bisep.report"),
     ("bisep.cli", "bisep.__main__"),
 ]
-# The documented exceptions: mini_clap reads its weights with bisep.checkpoint, and the
+# The documented exceptions: mini_clap and laion_clap read their weights with
+# bisep.checkpoint, and the
 # package root re-exports public names on first access (its only imports).
 EXCEPTIONS = {("bisep.conditioners.mini_clap", "bisep.checkpoint"),
+              ("bisep.conditioners.laion_clap", "bisep.checkpoint"),
               ("bisep", "bisep.hookspecs"), ("bisep", "bisep.inference")}
 
 

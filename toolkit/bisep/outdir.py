@@ -14,6 +14,7 @@ over; one from another host is trusted (its process cannot be checked from here)
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,6 +24,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = ".bisep.lock"
 # bisep.atomic's temporary names: .<final name>.<pid>.tmp
@@ -131,8 +134,8 @@ def locked(folder: str | Path, command: str | None = None) -> Iterator[Path]:
                     f"{holder.get('pid')} on {holder.get('host')}, since "
                     f"{holder.get('started')}). Wait for it to finish or write elsewhere; if "
                     f"no such run exists, delete {path}.") from None
-            print(f"{folder}: removing the stale lock of pid {holder.get('pid')} (not "
-                  f"running)", file=sys.stderr)
+            log.warning("%s: removing the stale lock of pid %s (not running)", folder,
+                        holder.get("pid"))
             path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as handle:
@@ -162,8 +165,8 @@ def remove_orphans(folder: str | Path) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     if removed:
-        print(f"{folder}: removed {len(removed)} temporary file(s) left by runs that died",
-              file=sys.stderr)
+        log.warning("%s: removed %d temporary file(s) left by runs that died", folder,
+                    len(removed))
     return removed
 
 
