@@ -18,8 +18,8 @@ LAYERS = [
     ("bisep.cli", "bisep.__main__"),
 ]
 # The documented exceptions: mini_clap and laion_clap read their weights with
-# bisep.checkpoint, and the
-# package root re-exports public names on first access (its only imports).
+# bisep.checkpoint, and the package root re-exports public names on first access (its only
+# imports).
 EXCEPTIONS = {("bisep.conditioners.mini_clap", "bisep.checkpoint"),
               ("bisep.conditioners.laion_clap", "bisep.checkpoint"),
               ("bisep", "bisep.hookspecs"), ("bisep", "bisep.inference")}
