@@ -238,3 +238,32 @@ def test_separator_outputs_carry_their_exact_leakage(tmp_path):
     again, *_ = separator_outputs(separator, judge, singles, 5, seed=0)
     torch.testing.assert_close(again, audio)  # seeded
     assert torch.isfinite(audio).all() and audio.abs().sum() > 0
+
+
+def test_every_synth_music_config_resolves_and_the_screen_expands():
+    # The levers of the screening are configs of the same trainer: each loads with its one
+    # change, and conf/screen.yaml expands into runs (full_plan.py, as local/full.sh does).
+    import subprocess
+    import sys
+
+    from bisep.config import load_config
+
+    recipe = REPO / "egs" / "synth_music" / "bimodal"
+    base = load_config(recipe / "conf" / "train_weak.yaml")
+    configs = {p.stem: load_config(p) for p in sorted((recipe / "conf").glob("train_*.yaml"))}
+    weights = {name: {c["name"]: c["weight"] for c in cfg["criterions"]}
+               for name, cfg in configs.items()}
+    assert weights["train_weak_crl1"]["consistency_reconstruction"] == 1.0
+    assert configs["train_weak_crl_warmup"]["criterions"][1]["start_step"] == 300
+    assert configs["train_weak_sym"]["criterions"][0]["conf"]["symmetric"] is True
+    assert configs["train_weak_t005"]["criterions"][0]["conf"]["temperature"] == 0.05
+    assert weights["train_weak_cnt2"]["clap_contrastive"] == 2.0
+    assert configs["train_weak_k2"]["data"]["num_phrases"] == 2
+    assert configs["train_weak_long"]["trainer"]["max_steps"] == 4 * base["trainer"]["max_steps"]
+    assert configs["train_weak_sisdr"]["trainer"]["monitor"] == "val_si_sdr"
+    assert configs["train_unsup_audio"]["data"]["query_source"] == "audio"
+    plan = subprocess.run([sys.executable, "local/full_plan.py", "--conf", "conf/screen.yaml"],
+                          cwd=recipe, capture_output=True, text=True, check=True).stdout
+    tags = [line.split("\t")[1] for line in plan.splitlines() if line.startswith("run\t")]
+    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 12
+    assert any(line.startswith("clap\t") for line in plan.splitlines())
