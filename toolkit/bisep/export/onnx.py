@@ -14,6 +14,8 @@ that cross-attends to text token states) cannot be exported this way and is refu
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import warnings
 from pathlib import Path
@@ -115,9 +117,10 @@ def export_onnx(separator: BaseSeparator, out_path: str | Path, token_states: bo
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
         try:
-            with warnings.catch_warnings():
-                # The tracer warns that the separators' input checks become constants in the
-                # graph: they only raise on bad shapes, which the dynamic axes leave free.
+            # The tracer warns that the separators' input checks become constants in the
+            # graph (they only raise on bad shapes, which the dynamic axes leave free), and
+            # on failure it prints the whole traced graph: the reason below is what matters.
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
                 torch.onnx.export(wrapper, args, str(tmp), input_names=list(INPUTS),
                                   output_names=[OUTPUT], dynamic_axes=DYNAMIC_AXES,
