@@ -40,7 +40,7 @@ def test_folder_holds_its_files_and_a_model_card(exported):
     for token in ("license: mit", "audio-to-audio", "audio-source-separation", "synth_music",
                   "sdri", "4.25"):
         assert token in header
-    for token in ("synthetic", "`flute`, `violin`", "10.0 s clip", "ru_maxrss",
+    for token in ("synthetic", "`flute`, `violin`", "10.0 s clip", "Peak RSS",
                   "Separator.from_pretrained"):
         assert token in card
     listed = {line.split()[1] for line in (folder / "checksums.sha256").read_text().splitlines()}
