@@ -178,7 +178,7 @@ def export_model(exp_dir: str | Path, out_dir: str | Path, overwrite: bool = Fal
         ModelFolderError: ``out_dir`` is not empty, the query encoder is not mini_clap, or
             its checkpoint is missing.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from bisep import checkpoint
     from bisep.atomic import write_text_atomic
@@ -219,10 +219,12 @@ def export_model(exp_dir: str | Path, out_dir: str | Path, overwrite: bool = Fal
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        save_file(_state(package["state_dict"]), str(tmp / SEPARATOR_WEIGHTS),
-                  metadata={"format": "pt"})
-        save_file(_state(encoder["state_dict"]), str(tmp / ENCODER_WEIGHTS),
-                  metadata={"format": "pt"})
+        # Bytes written with open(), not save_file, which creates its files mode 0600: the
+        # folder is meant to be shared, so it gets the umask's permissions like the rest.
+        (tmp / SEPARATOR_WEIGHTS).write_bytes(save(_state(package["state_dict"]),
+                                                   metadata={"format": "pt"}))
+        (tmp / ENCODER_WEIGHTS).write_bytes(save(_state(encoder["state_dict"]),
+                                                 metadata={"format": "pt"}))
         write_text_atomic(tmp / CONFIG, json.dumps(folder_config, indent=2, sort_keys=True) + "\n")
         write_text_atomic(tmp / CARD, model_card(folder_config, scores))
         names = [CONFIG, SEPARATOR_WEIGHTS, ENCODER_WEIGHTS, CARD]
