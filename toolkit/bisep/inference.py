@@ -71,11 +71,16 @@ class Separator:
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", registry=None,
                         conditioner: Conditioner | None = None, **kwargs) -> "Separator":
-        """Load a checkpoint (file or model directory) and rebuild its conditioner."""
+        """Load a checkpoint (file or model directory) and rebuild its conditioner, or a
+        model folder written by ``bisep export-model`` (its hashes verified first)."""
         from bisep import checkpoint
+        from bisep.export.model_folder import is_model_folder, load_model_folder
         from bisep.registry import get_registry
 
         registry = registry or get_registry()
+        if is_model_folder(path):
+            model, encoder, settings = load_model_folder(path, registry=registry)
+            return cls(model, conditioner or encoder, device=device, **{**settings, **kwargs})
         package = checkpoint.load(path)
         model = checkpoint.from_pretrained(package, registry=registry)
         if not isinstance(package.get("infos"), dict):

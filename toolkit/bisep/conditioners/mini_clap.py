@@ -254,6 +254,23 @@ class MiniClapConditioner(Conditioner):
             raise CheckpointError(f"{checkpoint}: the weights do not fit the mini_clap audio "
                                   f"tower ({detail}). {CHECKPOINT_HELP}") from None
 
+    @classmethod
+    def from_audio_state(cls, state: dict[str, torch.Tensor], audio_conf: dict,
+                         text_model_dir: str | None = None) -> "MiniClapConditioner":
+        """A frozen mini_clap from an :meth:`audio_state_dict` and the tower's keywords.
+
+        What a model folder (:mod:`bisep.export.model_folder`) stores instead of a path to
+        ``mini_clap.pth``. Built unfrozen so that the random-tower warning does not fire for
+        weights that are about to be replaced, then frozen.
+
+        Raises:
+            RuntimeError: the state does not fit the tower (missing or extra keys, shapes).
+        """
+        model = cls(text_model_dir=text_model_dir, frozen=False, audio_conf=audio_conf)
+        model.audio_state_load(state)
+        model.frozen = True
+        return model.freeze()
+
     def audio_state_dict(self) -> dict[str, torch.Tensor]:
         """What a checkpoint stores: the audio tower and the logit scale (not MiniLM)."""
         state = {f"audio.{k}": v.detach().cpu() for k, v in self.audio.state_dict().items()}
