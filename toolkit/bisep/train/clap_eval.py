@@ -236,6 +236,30 @@ def masked_output_check(conditioner, singles: ClipSet, labels: list[str], seed: 
             "spearman_margin_sdr": spearman(margin, sdr.numpy())}
 
 
+def two_source_items(items_file: Path, limit: int | None = None):
+    """``(item, sorted source names)`` of the 2-source items of a ``bisep separate --list``
+    ``items.jsonl`` (the first ``limit`` lines)."""
+    lines = [json.loads(x) for x in Path(items_file).read_text().splitlines() if x.strip()]
+    for item in lines[:limit]:
+        names = sorted(item["sources"])
+        if len(names) == 2:
+            yield item, names
+
+
+@torch.no_grad()
+def source_margins(conditioner, paths: list[Path], names: list[str]) -> list[float]:
+    """The margin of audio file ``i`` for ``names[i]``'s phrase against the other name's
+    (two files of the same length, two names)."""
+    from bisep.audio import read
+    from bisep.data.prompts import phrase
+
+    text = F.normalize(conditioner.embed_text([phrase(x) for x in names]), dim=-1)
+    wavs = [torch.as_tensor(read(path, conditioner.sample_rate, mono=True)[0][0])
+            for path in paths]
+    cos = F.normalize(conditioner.embed_audio(torch.stack(wavs)), dim=-1) @ text.T
+    return [float(cos[i, i] - cos[i, 1 - i]) for i in range(2)]
+
+
 def _per_output_sdr(scores_csv: Path) -> dict[tuple[str, str], float]:
     with open(scores_csv, newline="") as handle:
         return {(row["item"], row["source"]): float(row["sdr"])
@@ -257,9 +281,6 @@ def margin_sdr_correlation(conditioner, runs: dict[str, tuple[Path, Path]],
         ``{"spearman": over every run's outputs together, "outputs": their number,
         "runs": {name: {"spearman", "outputs", "mean_margin", "mean_sdr"}}}``.
     """
-    from bisep.audio import read
-    from bisep.data.prompts import phrase
-
     everything: list[tuple[float, float]] = []
     per_run = {}
     for name, (items_file, scores_csv) in runs.items():
@@ -270,21 +291,11 @@ def margin_sdr_correlation(conditioner, runs: dict[str, tuple[Path, Path]],
                                         f"'{name}' first (recipe stages 5-6)")
         sdr = _per_output_sdr(scores_csv)
         pairs = []
-        lines = [json.loads(x) for x in items_file.read_text().splitlines() if x.strip()]
-        for item in lines[:limit]:
-            names = sorted(item["sources"])
-            if len(names) != 2:
-                continue
-            text = F.normalize(conditioner.embed_text([phrase(x) for x in names]), dim=-1)
-            wavs = [torch.as_tensor(read(items_file.parent / item["estimates"][x],
-                                         conditioner.sample_rate, mono=True)[0][0])
-                    for x in names]
-            emb = F.normalize(conditioner.embed_audio(torch.stack(wavs)), dim=-1)
-            cos = emb @ text.T
-            for index, source in enumerate(names):
-                key = (item["id"], source)
-                if key in sdr:
-                    pairs.append((float(cos[index, index] - cos[index, 1 - index]), sdr[key]))
+        for item, names in two_source_items(items_file, limit):
+            found = source_margins(conditioner, [items_file.parent / item["estimates"][x]
+                                                 for x in names], names)
+            pairs += [(margin, sdr[(item["id"], source)])
+                      for source, margin in zip(names, found) if (item["id"], source) in sdr]
         margins, sdrs = zip(*pairs) if pairs else ((), ())
         per_run[name] = {"spearman": spearman(margins, sdrs), "outputs": len(pairs),
                          "mean_margin": float(np.mean(margins)) if pairs else float("nan"),

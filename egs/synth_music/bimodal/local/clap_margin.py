@@ -23,34 +23,20 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from bisep.atomic import write_text_atomic
-from bisep.audio import read
 from bisep.conditioners.mini_clap import MiniClapConditioner
-from bisep.data.prompts import phrase
-from bisep.train.clap_eval import margin_sdr_correlation
+from bisep.train.clap_eval import margin_sdr_correlation, source_margins, two_source_items
 
 
 def reference_margins(encoder, items_file: Path, limit: int) -> dict[str, list[float]]:
     """Margins of the reference stems and of the mixtures listed in ``items_file``."""
     root = items_file.parent
     out = {"reference": [], "mixture": []}
-    lines = [json.loads(line) for line in items_file.read_text().splitlines() if line.strip()]
-    for item in lines[:limit]:
-        labels = sorted(item["sources"])
-        if len(labels) != 2:
-            continue
-        text = F.normalize(encoder.embed_text([phrase(lab) for lab in labels]), dim=-1)
-        for index, label in enumerate(labels):
-            for kind, path in (("reference", item["sources"][label]),
-                               ("mixture", item["mixture"])):
-                wav, _ = read(root / path, encoder.sample_rate, mono=True)
-                with torch.no_grad():
-                    audio = F.normalize(encoder.embed_audio(torch.as_tensor(wav)), dim=-1)[0]
-                cos = text @ audio
-                out[kind].append(float(cos[index] - cos[1 - index]))
+    for item, names in two_source_items(items_file, limit):
+        out["reference"] += source_margins(encoder, [root / item["sources"][x] for x in names],
+                                           names)
+        out["mixture"] += source_margins(encoder, [root / item["mixture"]] * 2, names)
     return out
 
 
