@@ -2,8 +2,10 @@
 silently, short and odd inputs fail (or work) per file, folders are checked and locked
 before the work (real files, in-process and subprocess runs)."""
 import json
+import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -138,24 +140,32 @@ def test_list_mode_outputs_of_another_manifest_are_not_reused(tmp_path, model):
     assert record["manifest"] == str(other.resolve()) and len(record["manifest_sha256"]) == 64
 
 
+@contextmanager
+def held_lock(folder, command):
+    """``folder`` locked by a live process (a sleeping child) that claims to run ``command``;
+    yields its pid."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (folder / LOCK_NAME).write_text(json.dumps(
+            {"pid": other.pid, "host": socket.gethostname(), "command": command,
+             "started": "now"}))
+        yield other.pid
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_a_live_lock_stops_a_second_run_and_a_stale_one_is_cleared(tmp_path, model):
     manifest = write_manifest_set(tmp_path / "data")
     out_dir = tmp_path / "sep"
     out_dir.mkdir()
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        (out_dir / LOCK_NAME).write_text(json.dumps(
-            {"pid": other.pid, "host": __import__("socket").gethostname(),
-             "command": "bisep separate first-run", "started": "now"}))
-        orphan_of_live = out_dir / f".flute.wav.{other.pid}.tmp"
+    with held_lock(out_dir, "bisep separate first-run") as pid:
+        orphan_of_live = out_dir / f".flute.wav.{pid}.tmp"
         orphan_of_live.write_bytes(b"half")
         rc, _, err = separate(model, "--list", manifest, "-o", out_dir)
-        assert rc == 2 and f"pid {other.pid}" in err and "bisep separate first-run" in err
+        assert rc == 2 and f"pid {pid}" in err and "bisep separate first-run" in err
         assert not (out_dir / "test_000").exists()
-    finally:
-        other.kill()
-        other.wait()
-    dead = other.pid
+    dead = pid
     orphan = out_dir / "test_000" / f".flute.wav.{dead}.tmp"
     orphan.parent.mkdir()
     orphan.write_bytes(b"half")
@@ -171,20 +181,13 @@ def test_a_live_lock_stops_bisep_train(tmp_path, command):
 
     exp = tmp_path / "exp"
     exp.mkdir()
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        (exp / LOCK_NAME).write_text(json.dumps(
-            {"pid": other.pid, "host": __import__("socket").gethostname(),
-             "command": "bisep train first", "started": "now"}))
+    with held_lock(exp, "bisep train first") as pid:
         tiny = Path(__file__).parent / "recipe_tiny"
         args = (["--config", tiny / "train_weak.yaml", "--data-dir", tmp_path, "--dump-dir",
                  tmp_path, "--exp-dir", exp] if command == "train" else
                 ["--conf", tiny / "mini_clap.yaml", "--data-dir", tmp_path, "--out-dir", exp])
         out = run_cli(command, *args)
-    finally:
-        other.kill()
-        other.wait()
-    assert out.returncode == 2 and f"pid {other.pid}" in out.stderr
+    assert out.returncode == 2 and f"pid {pid}" in out.stderr
     assert "bisep train first" in out.stderr and sorted(p.name for p in exp.iterdir()) == [
         LOCK_NAME]
 
