@@ -1,6 +1,6 @@
 """The clips and batches that ``bisep train-clap`` trains mini_clap's audio tower on.
 
-A batch (:class:`BatchMaker`) mixes four kinds of items, because the separator's weak loss
+A batch (:class:`BatchMaker`) mixes these kinds of items, because the separator's weak loss
 judges separator outputs that still leak:
 
 - clean single-instrument clips of the pool;

@@ -391,6 +391,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, seed: int 
     Raises:
         FileNotFoundError: the held-out manifest is missing.
     """
+    from bisep.checkpoint import load
     from bisep.conditioners.mini_clap import MiniClapConditioner
     from bisep.train.clap_batches import load_clips
 
@@ -399,7 +400,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, seed: int 
         raise FileNotFoundError(f"{heldout_file} does not exist: run data preparation first "
                                 f"(`bisep prepare synth_music {data_dir}`, recipe stage 1)")
     conditioner = MiniClapConditioner(checkpoint=str(checkpoint)).eval()
-    package = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    package = load(checkpoint)  # its labels and training config (bisep's weights rule)
     infos = package.get("infos", {})
     labels = infos.get("labels")
     # Clips are cut or padded as in the encoder's training.
