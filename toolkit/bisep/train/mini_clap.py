@@ -260,7 +260,9 @@ def _separator_bank(conf: dict, conditioner, singles, log) -> tuple:
                                        conf["separator_outputs"], conf["seed"] + number))
         log(f"train-clap: {len(parts[-1][1])} outputs of {model_file} in "
             f"{time.perf_counter() - start:.0f} s")
-    return (torch.cat([p[0] for p in parts]), *(sum((p[i] for p in parts), []) for i in (1, 2, 3)))
+    audio, labels, energies, splits = zip(*parts)
+    return (torch.cat(audio), [x for part in labels for x in part],
+            [x for part in energies for x in part], [x for part in splits for x in part])
 
 
 def checkpoint_package(conditioner, conf: dict, labels: list[str], report: dict | None) -> dict:
