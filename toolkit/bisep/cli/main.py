@@ -59,7 +59,13 @@ def log_to_console():
     """Show the library's log (the ``bisep`` loggers) while a command runs: INFO as plain
     lines on stdout, where recipe logs and tests have always read them, and warnings and
     errors on stderr. The handlers go when the command ends, so calling :func:`main` again in
-    one process (tests) does not print every line twice."""
+    one process (tests) does not print every line twice. ``BISEP_LOG_LEVEL=DEBUG`` shows
+    debug lines too (e.g. which mixtures each training process reads)."""
+    import os
+
+    wanted = os.environ.get("BISEP_LOG_LEVEL", "INFO").upper()
+    if wanted not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise CliError(f"BISEP_LOG_LEVEL={wanted}: use DEBUG, INFO, WARNING or ERROR")
     out = logging.StreamHandler(sys.stdout)
     out.addFilter(lambda record: record.levelno < logging.WARNING)
     err = logging.StreamHandler(sys.stderr)
@@ -67,7 +73,7 @@ def log_to_console():
     err.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
     logger = logging.getLogger("bisep")
     level = logger.level
-    logger.setLevel(logging.INFO)
+    logger.setLevel(wanted)
     logger.addHandler(out)
     logger.addHandler(err)
     try:

@@ -57,7 +57,8 @@ def run(args) -> int:
             model = fit(resolved, args.data_dir, args.dump_dir, args.exp_dir)
     except (CheckpointError, NonFiniteError, *user_errors()) as exc:
         raise CliError(str(exc)) from None
-    print(f"bisep train: wrote {model}")
+    if model is not None:  # the other ranks of a multi-process run write nothing
+        print(f"bisep train: wrote {model}")
     return 0
 
 

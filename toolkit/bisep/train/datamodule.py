@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from bisep.audio import read
 from bisep.data.manifest import item_phrases, read_manifest
+from bisep.data.manifest import DataError
 from bisep.data.mom import MoMDataset, collate_mom, read_plan
 from bisep.errors import UserError
 
@@ -130,13 +131,34 @@ class MoMDataModule(pl.LightningDataModule):
                                           self.conf["max_valid_items"])
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.conf["batch_size"], shuffle=True,
-                          drop_last=True, collate_fn=collate_mom,
+        """Batches of ``data.batch_size`` MoMs for this process.
+
+        With several processes (DDP: ``trainer.world_size`` > 1) each epoch's shuffled plan is
+        cut into one disjoint shard per process (global rank), the shuffle seeded by the
+        config's seed and the epoch (Lightning calls ``set_epoch``); the few MoMs left over
+        after an equal split are skipped for that epoch rather than given to two processes,
+        as Lightning's own sampler would. One step then averages ``batch_size x world_size``
+        MoMs.
+        """
+        size = self.conf["batch_size"]
+        world, rank = (1, 0) if self.trainer is None else \
+            (self.trainer.world_size, self.trainer.global_rank)
+        if len(self.train_set) < size * world:
+            raise DataError(f"{self.train_plan}: {len(self.train_set)} MoMs, but one step takes "
+                            f"data.batch_size ({size}) x {world} process(es) = {size * world}; "
+                            f"mix more (bisep mix --num-train-mom) or lower data.batch_size.")
+        order = dict(shuffle=True, generator=torch.Generator().manual_seed(self.seed))
+        if world > 1:
+            order = dict(sampler=DistributedSampler(self.train_set, num_replicas=world, rank=rank,
+                                                    shuffle=True, seed=self.seed, drop_last=True))
+        return DataLoader(self.train_set, batch_size=size, drop_last=True, collate_fn=collate_mom,
                           num_workers=self.conf["num_workers"],
-                          generator=torch.Generator().manual_seed(self.seed),
-                          persistent_workers=self.conf["num_workers"] > 0)
+                          persistent_workers=self.conf["num_workers"] > 0, **order)
 
     def val_dataloader(self) -> list[DataLoader]:
+        """Held-out MoMs (``val_loss``) and reference compositions (``val_si_sdr``). With
+        several processes Lightning gives each a shard; it repeats a few items so that the
+        shards have equal sizes, and the metrics are averaged over the processes."""
         size, workers = self.conf["valid_batch_size"], self.conf["num_workers"]
         return [DataLoader(self.valid_set, batch_size=size, collate_fn=collate_mom,
                            num_workers=workers),
