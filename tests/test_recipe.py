@@ -89,6 +89,45 @@ def test_stage_range_reruns_only_those_stages(recipe_run):
     assert {p: p.stat().st_mtime_ns for p in before} == before
 
 
+def test_nj_2_gives_the_scores_of_nj_1(recipe_run):
+    # Stages 5-6 again on the trained model with --nj 2: the test list and the scoring list
+    # are each split into two jobs (utils/run_jobs.sh), and the merged results match the
+    # one-job run of the fixture.
+    import shutil
+
+    from bisep.audio import read
+
+    root, _ = recipe_run
+    one, two = root / "exp" / "weak", root / "exp_nj2" / "weak"
+    two.mkdir(parents=True)
+    shutil.copy(one / "model.pth", two / "model.pth")
+    out = run_recipe(root, "--stage", 5, "--stop_stage", 6, "--nj", 2,
+                     "--exp_dir", root / "exp_nj2")
+    assert "jobs 1-2 finished" in out.stdout
+    for n in (1, 2):
+        assert "separated" in (two / "logs" / f"separate.{n}.log").read_text()
+        assert "scored" in (two / "logs" / f"score.{n}.log").read_text()
+    for name in ("per_item.csv", "summary.json"):
+        assert (two / "scores" / name).read_bytes() == (one / "scores" / name).read_bytes(), name
+
+    def listed(folder):
+        rows = [json.loads(line) for line in
+                (folder / "separated" / "items.jsonl").read_text().splitlines()]
+        return [(row["id"], (folder / "separated" / row["mixture"]).resolve(),
+                 {k: (folder / "separated" / v).resolve() for k, v in row["sources"].items()},
+                 {k: folder / "separated" / v for k, v in row["estimates"].items()})
+                for row in rows]
+
+    items_one, items_two = listed(one), listed(two)
+    assert [row[:3] for row in items_one] == [row[:3] for row in items_two]
+    assert any("split2/2" in str(path) for row in items_two for path in row[3].values())
+    for row_one, row_two in zip(items_one, items_two):
+        for label, path in row_one[3].items():
+            assert (read(path)[0] == read(row_two[3][label])[0]).all()
+    for stage in (5, 6):
+        assert f"Stage {stage}" in (two / "logs" / f"stage{stage}.log").read_text()
+
+
 def test_clap_margin_probe_reads_the_recipe_outputs(recipe_run, tmp_path):
     # local/clap_margin.py on the real stage 3-6 outputs: one row per kind of audio, the
     # judge's rank correlation with SDR, and the figures recorded in an eval.json.
