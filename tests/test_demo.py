@@ -132,6 +132,15 @@ def test_separation_gives_target_residual_and_spectrograms(run_dir, tmp_path):
     assert result.seconds > 0 and result.audio_seconds == pytest.approx(2.5)
 
 
+def test_spectrograms_are_pooled_to_the_image_size():
+    from bisep.demo.spectrogram import max_pool
+
+    image = np.arange(30.0).reshape(5, 6)
+    np.testing.assert_array_equal(max_pool(image, (3, 3)), [[7, 9, 11], [19, 21, 23],
+                                                            [25, 27, 29]])
+    assert max_pool(image, (8, 8)) is image
+
+
 def test_cli_refuses_a_bad_port_and_a_missing_examples_folder(run_dir, tmp_path):
     from conftest import run_cli
 

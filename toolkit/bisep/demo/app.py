@@ -214,6 +214,21 @@ def default_examples(model: str | Path, facts: ModelFacts) -> list[Example]:
         return []
 
 
+def warm_up(separator, work_dir: Path) -> None:
+    """One request on a second of quiet noise, so that the first click does not pay for
+    what loads on first use (the text tower on the first query, matplotlib's fonts on the
+    first figure)."""
+    import numpy as np
+
+    from bisep.demo.separation import separate_for_page
+    from bisep.demo.uploads import build_queries
+
+    noise = np.random.default_rng(0).normal(0, 0.01, (1, separator.sample_rate))
+    queries, names = build_queries("the sound of a violin")
+    separate_for_page(separator, (noise.astype(np.float32), separator.sample_rate), queries,
+                      names, _request_dir(work_dir))
+
+
 def serve(model: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           examples: str | Path | None = None, max_seconds: float | None = DEFAULT_MAX_SECONDS,
           device: str = "cpu", block: bool = True):
@@ -240,9 +255,8 @@ def serve(model: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     facts = model_facts(model, separator.sample_rate)
     if rows is None:
         rows = default_examples(model, facts)
-    # The text tower loads on its first query: pay that now, not on the first click.
-    separator.condition(["the sound of a violin"])
     work_dir = Path(tempfile.mkdtemp(prefix="bisep-demo-"))
+    warm_up(separator, work_dir)
     app = build_app(separator, facts, rows, work_dir, max_seconds)
     app.queue(default_concurrency_limit=1)  # one separation at a time: CPU and memory bound
     try:
