@@ -141,6 +141,17 @@ def test_spectrograms_are_pooled_to_the_image_size():
     assert max_pool(image, (8, 8)) is image
 
 
+def test_a_missing_gradio_is_a_message_naming_the_extra(monkeypatch):
+    from bisep.demo.app import DemoDependencyError, import_gradio
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # what an uninstalled package gives
+    with pytest.raises(DemoDependencyError, match=r"bisep\[demo\]"):
+        import_gradio()
+    # The library pieces do not need it.
+    assert subprocess.run([sys.executable, "-c", "import bisep.demo.separation, sys; "
+                           "sys.exit('gradio' in sys.modules)"], check=False).returncode == 0
+
+
 def test_cli_refuses_a_bad_port_and_a_missing_examples_folder(run_dir, tmp_path):
     from conftest import run_cli
 

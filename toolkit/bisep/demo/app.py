@@ -244,13 +244,14 @@ def serve(model: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
         DemoDependencyError: Gradio is not installed.
         ExamplesError: ``examples`` holds no audio file.
     """
-    gr = import_gradio()  # a missing extra is reported before the model loads
     from bisep.demo.examples import folder_examples
     from bisep.demo.facts import model_facts
     from bisep.inference import Separator
 
     start = time.perf_counter()
+    # What the user gave is checked before the slow parts (Gradio's import, the model).
     rows = folder_examples(examples) if examples is not None else None
+    gr = import_gradio()
     separator = Separator.from_pretrained(model, device=device)
     facts = model_facts(model, separator.sample_rate)
     if rows is None:

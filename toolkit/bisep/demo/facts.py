@@ -60,7 +60,7 @@ class ModelFacts:
         if self.mode:
             trained.append(f"in `{self.mode}` mode")
         if self.step is not None:
-            trained.append(f"for {self.step} steps")
+            trained.append(f"(weights of step {self.step})")
         if self.dataset:
             trained.append(f"on `{self.dataset}`")
         if trained:

@@ -122,10 +122,11 @@ def separate_for_page(separator: Separator, mixture: tuple[np.ndarray, int],
         result.stems = [audio_io.write(out_dir / output_name(stem, query_slug(name)), est, rate)
                         for name, est in zip(names, estimates)]
     top_db = float(log_spectrogram(wav, rate)[0].max())
+    titles = {"mixture": "mixture", "target": f"target ({', '.join(names)})",
+              "residual": "residual (mixture - target)"}
     for key, signal in (("mixture", wav), ("target", target), ("residual", residual)):
-        result.spectrograms[key] = save_spectrogram(
-            signal, rate, out_dir / f"{key}.png", f"{key} ({', '.join(names)})"
-            if key != "mixture" else "mixture", top_db=top_db)
+        result.spectrograms[key] = save_spectrogram(signal, rate, out_dir / f"{key}.png",
+                                                    titles[key], top_db=top_db)
     log.info("separated %.1f s of audio with %d quer%s in %.2f s (%d chunk(s))",
              result.audio_seconds, len(queries), "y" if len(queries) == 1 else "ies", seconds,
              result.chunks)
