@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -130,6 +129,31 @@ def test_separation_gives_target_residual_and_spectrograms(run_dir, tmp_path):
     assert calls[-1] == (result.chunks, result.chunks) and result.chunks > 1  # chunked path
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in result.spectrograms.values())
     assert result.seconds > 0 and result.audio_seconds == pytest.approx(2.5)
+
+
+def test_an_audio_example_is_a_query_and_a_short_one_is_refused(run_dir, tmp_path):
+    from bisep.demo.separation import separate_for_page
+    from bisep.inference import Separator
+
+    sep = Separator.from_pretrained(run_dir / "model.pth")
+    mixture = (tones(1.0, 16000).T.copy(), 16000)
+    example = (tones(1.0, 16000, (440.0,)).T.copy(), 16000)
+    queries, names = build_queries("", example=example)
+    result = separate_for_page(sep, mixture, queries, names, tmp_path)
+    assert sf.info(result.target).frames == 16000
+    queries, names = build_queries("violin", example=(example[0][:, :10], 16000))
+    with pytest.raises(UploadError, match="audio example"):
+        separate_for_page(sep, mixture, queries, names, tmp_path)
+
+
+def test_facts_of_an_exported_model_folder(run_dir, tmp_path):
+    from conftest import run_cli
+
+    run_cli("export-model", run_dir, tmp_path / "hf_model", check=True)
+    facts = model_facts(tmp_path / "hf_model")
+    assert facts.separator == "film_masknet" and facts.labels == ["flute", "violin"]
+    assert facts.scores == {"sdri": 4.25, "si_sdri": 4.25} and facts.dataset == "synth_music"
+    assert facts.export_speed > 0 and "Speed at export" in facts.markdown()
 
 
 def test_spectrograms_are_pooled_to_the_image_size():

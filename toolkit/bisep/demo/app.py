@@ -12,7 +12,8 @@ model and serves it.
     app.launch(server_name="127.0.0.1")
 
 The page makes no outbound call: Gradio's analytics are switched off (its environment
-variable is set before Gradio is imported, and again per app), there is no share link,
+variable is set before Gradio is imported, and the app is built with
+``analytics_enabled=False``), there is no share link,
 server-side rendering (a Node process) is off, and the theme's fonts are the ones Gradio
 ships (served by this server, not fetched from a font service).
 """
@@ -40,8 +41,6 @@ DEFAULT_MAX_SECONDS = 600.0
 KEEP_REQUESTS = 16
 # Gradio's own cache of uploads and outputs: files older than an hour go, checked hourly.
 GRADIO_CACHE = (3600, 3600)
-OUTPUTS = ("target", "residual", "stems", "mixture_spectrogram", "target_spectrogram",
-           "residual_spectrogram", "status")
 
 
 class DemoDependencyError(ImportError, UserError):
@@ -153,9 +152,9 @@ def build_app(separator, facts: ModelFacts, examples: Sequence[Example], work_di
 
 def _separate_request(separator, work_dir: Path, max_seconds, mixture, query, negative,
                       negative_weight, query_audio, progress):
-    """One click of "Separate": the outputs in :data:`OUTPUTS` order. A refusal or a
-    failure clears the outputs and shows its message in the status line; the server goes
-    on serving."""
+    """One click of "Separate": target, residual, per-query stems, the three spectrograms
+    and the status line. A refusal or a failure clears the outputs and shows its message
+    in the status line; the server goes on serving."""
     import gradio as gr
 
     from bisep.demo.separation import separate_for_page
@@ -237,8 +236,9 @@ def serve(model: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     Args:
         model: a ``model.pth``, a training run's folder holding one, or a model folder.
         examples: a folder of example mixtures; ``None``: a few of the recipe's test set.
-        block: wait until interrupted (``False``: return the running app; call
-            ``.close()`` on it).
+        block: wait until interrupted, then delete the request folders (``False``: return
+            the running app; call ``.close()`` on it; its request folders stay in the
+            system's temporary folder).
 
     Raises:
         DemoDependencyError: Gradio is not installed.
@@ -263,8 +263,10 @@ def serve(model: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     try:
         app.launch(server_name=host, server_port=port, share=False, ssr_mode=False,
                    mcp_server=False, enable_monitoring=False, theme=gr.themes.Default(),
-                   allowed_paths=[str(e.audio) for e in rows], prevent_thread_lock=True)
-        log.info("bisep demo of %s ready at http://%s:%d after %.1f s (%d example(s))",
+                   allowed_paths=[str(e.audio) for e in rows], prevent_thread_lock=True,
+                   quiet=True)  # Gradio's banner suggests share=True; the log line says it
+        log.info("bisep demo of %s ready at http://%s:%d after %.1f s (%d example(s)); "
+                 "Ctrl-C stops it",
                  model, host, port, time.perf_counter() - start, len(rows))
         if not block:
             return app
