@@ -17,6 +17,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # The line that carries each script's comparison measured in the same run.
 RATIO_LINES = {
     "corpus_extract.py": r"^mp4\s+2\s.*\d\.\d\dx\s+\d+\.\d\dx$",
+    "demo_request.py": r"^page / separation \d+\.\d\dx$",
     "inference_memory.py": r"^film_masknet:small\s+-?\d+\.\d\d\s+-?\d+\.\d\d$",
     "losses.py": r"^multisrc_neg_sisdr .*\d\.\dx$",
     "mix_plan.py": r"^audiocaps .*\d\.\dx",
@@ -28,7 +29,8 @@ RATIO_LINES = {
 }
 # Longest first, so that the two workers finish close together.
 ORDER = ["inference_memory.py", "train_step.py", "separator_rtf.py", "stft_mask.py",
-         "corpus_extract.py", "scoring.py", "onnx_rtf.py", "losses.py", "mix_plan.py"]
+         "corpus_extract.py", "scoring.py", "onnx_rtf.py", "demo_request.py", "losses.py",
+         "mix_plan.py"]
 
 
 def run_smoke(name: str) -> subprocess.CompletedProcess:

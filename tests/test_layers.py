@@ -14,7 +14,8 @@ LAYERS = [
     ("bisep.metrics",),
     ("bisep.separators", "bisep.conditioners"),
     ("bisep.hookspecs", "bisep.registry", "bisep.builtin", "bisep.config", "bisep.checkpoint"),
-    ("bisep.inference", "bisep.train", "bisep.report", "bisep.export", "bisep.shards"),
+    ("bisep.inference", "bisep.train", "bisep.report", "bisep.export", "bisep.demo",
+     "bisep.shards"),
     ("bisep.cli", "bisep.__main__"),
 ]
 # The documented exceptions: mini_clap and laion_clap read their weights with

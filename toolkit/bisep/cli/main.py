@@ -17,7 +17,7 @@ import bisep
 from bisep.errors import UserError
 
 SUBCOMMANDS = ("plugins", "config", "prepare", "mix", "train", "train-clap", "separate", "score",
-               "report", "export-model", "export-onnx", "shards")
+               "report", "export-model", "export-onnx", "demo", "shards")
 
 
 class CliError(UserError):
