@@ -10,7 +10,7 @@ writes ``dump/mom_train.jsonl`` (parts from ``data/train.jsonl``), ``dump/mom_va
 with ``--supervised-fraction`` > 0, ``dump/sup_ids.txt`` (the train clips whose stems
 supervised/semi-supervised training may read, one id per line). Validation clips all
 have references: with a supervised fraction every validation MoM is ``sup``, otherwise
-none is. Format: :mod:`bisep.data.mom`, ``docs/data.md``.
+none is. Format: :mod:`bisep.data.mom_plan`, ``docs/data.md``.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def run(args) -> int:
     from bisep.cli.main import CliError
     from bisep.atomic import write_text_atomic
     from bisep.data.manifest import DataError, read_manifest
-    from bisep.data.mom import make_mom_plan, write_plan
+    from bisep.data.mom_plan import make_mom_plan, write_plan
 
     data, dump = Path(args.data_dir), Path(args.dump_dir)
     try:
