@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bisep.conditioners.base import Conditioner
-from bisep.conditioners.laion_clap import check_tokenizer, check_wav
+from bisep.conditioners.clap_common import check_tokenizer, check_wav
 from bisep.hashing import sha256_of
 
 # sha256 of all-MiniLM-L6-v2's model.safetensors at the upstream revision
