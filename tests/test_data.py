@@ -564,3 +564,11 @@ def test_check_clips_names_a_bad_clip_before_training(tiny, plan, tmp_path, monk
     with pytest.raises(DataError, match=rf"{paths[-1]}: {audio.shape[0] - 5} samples, but "):
         ds.check_clips()
     assert ds._cache == {}
+
+
+def test_plain_names_are_the_ones_that_can_name_a_file():
+    from bisep.data.manifest import is_plain_name
+
+    assert is_plain_name("train_000123") and is_plain_name("é" * 125)
+    assert not any(is_plain_name(name) for name in
+                   ["", ".hidden", "a/b", "a\\b", "é" * 126, 3, None])

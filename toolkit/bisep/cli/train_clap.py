@@ -44,14 +44,10 @@ def run(args) -> int:
     from bisep.audio import AudioError
     from bisep.checkpoint import CheckpointError
     from bisep.cli.main import CliError
-    from bisep.config import ConfigError
     from bisep.train.clap_config import load_train_config
     from bisep.train.mini_clap import evaluate_checkpoint, train
 
-    try:
-        conf = load_train_config(args.conf, args.overrides)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
+    conf = load_train_config(args.conf, args.overrides)
     if args.print_config:
         print(yaml.safe_dump(conf, sort_keys=False), end="")
         return 0

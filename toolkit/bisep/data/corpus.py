@@ -32,7 +32,7 @@ import numpy as np
 from bisep.atomic import write_text_if_changed
 from bisep.data.compose import compose_pairs, draw_pairs
 from bisep.data.extract import EXTRACT_VERSION, ExtractSettings, extract_all, write_skip_report
-from bisep.data.manifest import DataError, manifest_text
+from bisep.data.manifest import DataError, is_plain_name, manifest_text
 from bisep.data.media import SILENCE_DB
 from bisep.data.prompts import text_mixture_prompt
 from bisep.data.sources import Clip, Source
@@ -155,11 +155,11 @@ class CorpusDataset:
         clashes = [i for i, n in ids.items() if n > 1]
         if clashes:
             raise DataError(f"{self.name}: ids listed more than once: {', '.join(clashes[:5])}")
-        unsafe = [i for i in ids if not i or i.startswith(".") or "/" in i or "\\" in i]
+        unsafe = [i for i in ids if not is_plain_name(i)]
         if unsafe:  # ids name the WAV files
-            raise DataError(f"{self.name}: ids that cannot name a file (empty, hidden or with "
-                            f"a path separator): {', '.join(map(repr, unsafe[:5]))}. Fix them "
-                            f"in the metadata.")
+            raise DataError(f"{self.name}: ids that cannot name a file (empty, hidden, with "
+                            f"a path separator or over 251 bytes): "
+                            f"{', '.join(map(repr, unsafe[:5]))}. Fix them in the metadata.")
         log.info("%s: %d sources listed, %d found under %s", self.name, len(sources),
                  sum(s.path is not None for s in sources), self.root)
         results, reused = extract_all(sources, data_dir, self.settings, self.nj,

@@ -9,19 +9,25 @@ The parts of a MoM have disjoint label sets, so every phrase names exactly one p
 source. ``sup: true`` marks MoMs whose parts all belong to the supervised subset: only
 those may have their stems loaded (supervised and semi-supervised modes).
 :class:`bisep.data.mom.MoMDataset` serves a plan as training items.
+
+:func:`write_plans` is recipe stage 2 (``bisep mix``): ``mom_train.jsonl`` from the data's
+``train.jsonl``, ``mom_valid.jsonl`` from its ``valid.jsonl`` (validation never touches
+train or test clips) and, when a supervised subset is drawn, ``sup_ids.txt`` (one id a
+line).
 """
 from __future__ import annotations
 
 import bisect
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from bisep.atomic import write_text_atomic
-from bisep.data.manifest import DataError, iter_json_lines
+from bisep.data.manifest import DataError, iter_json_lines, read_manifest
 
 
 def choose_supervised(items: Sequence[dict], fraction: float, seed: int = 0) -> list[str]:
@@ -294,3 +300,54 @@ def _check_line(line, where: str) -> None:
                         f"part), got {gains!r}.")
     if not isinstance(line["sup"], bool):
         raise DataError(f"{where}: 'sup' must be true or false, got {line['sup']!r}.")
+
+
+TRAIN_PLAN, VALID_PLAN, SUP_IDS = "mom_train.jsonl", "mom_valid.jsonl", "sup_ids.txt"
+
+
+@dataclass
+class WrittenPlans:
+    """What :func:`write_plans` wrote: the plan lines, the supervised subset, the files."""
+
+    train: list[dict]
+    valid: list[dict]
+    supervised: list[str]
+    train_clips: int
+    valid_clips: int
+    files: list[Path]
+
+    def summary(self) -> str:
+        return (f"{len(self.train)} training MoMs of {self.train_clips} clips "
+                f"({sum(line['sup'] for line in self.train)} sup, {len(self.supervised)} "
+                f"supervised clips), {len(self.valid)} validation MoMs of {self.valid_clips} "
+                f"clips.")
+
+
+def write_plans(data_dir: str | Path, dump_dir: str | Path, num_train_mom: int = 10000,
+                num_valid_mom: int = 100, num_parts: int = 2,
+                supervised_fraction: float = 0.0, sup_mom_fraction: float | None = None,
+                seed: int = 0) -> WrittenPlans:
+    """Draw and write the training and validation plans of ``data_dir`` into ``dump_dir``.
+
+    Validation clips all have references, so the validation rule is all or nothing: with
+    a supervised fraction every validation MoM is ``sup``, otherwise none is. Without a
+    supervised subset a ``sup_ids.txt`` of an earlier run is removed (it would mislead).
+    Arguments: :func:`make_mom_plan`.
+
+    Raises:
+        DataError: a manifest is missing or bad, or the plans cannot be drawn.
+    """
+    data, dump = Path(data_dir), Path(dump_dir)
+    train = read_manifest(data / "train.jsonl", check_files=False)
+    valid = read_manifest(data / "valid.jsonl", check_files=False)
+    lines, supervised = make_mom_plan(train, num_train_mom, num_parts, supervised_fraction,
+                                      sup_mom_fraction, seed=seed, prefix="mom")
+    valid_lines, _ = make_mom_plan(valid, num_valid_mom, num_parts,
+                                   1.0 if supervised_fraction > 0 else 0.0, seed=seed + 1,
+                                   prefix="mom_valid")
+    files = [write_plan(dump / TRAIN_PLAN, lines), write_plan(dump / VALID_PLAN, valid_lines)]
+    if supervised:
+        files.append(write_text_atomic(dump / SUP_IDS, "".join(f"{i}\n" for i in supervised)))
+    else:
+        (dump / SUP_IDS).unlink(missing_ok=True)
+    return WrittenPlans(lines, valid_lines, supervised, len(train), len(valid), files)
