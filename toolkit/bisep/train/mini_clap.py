@@ -25,6 +25,9 @@ Two objectives (``objective`` in the config):
   preference for the queried phrase falls steadily as another instrument leaks in, which is
   what the separator's weak loss needs to see.
 
+The config is :mod:`bisep.train.clap_config`'s; the training state that lets a stopped run
+continue, and the metrics log, are :mod:`bisep.train.clap_progress`'s.
+
 Evaluation (``eval.json``, :mod:`bisep.train.clap_eval`) on the held-out clips: zero-shot
 accuracy, top-2 recall on 2-instrument mixtures, the leakage curve and the rank correlation of
 the judge's margin with the SIR and SDR of masked outputs.
