@@ -12,7 +12,7 @@ from bisep.losses.audio_text import energy_share_loss
 from bisep.train.clap_batches import (ARTEFACT, BatchMaker, ClipSet, masked_outputs,
                                       target_artefacts)
 from bisep.train.clap_eval import margin_sdr_correlation, spearman
-from bisep.train.mini_clap import load_train_config
+from bisep.train.clap_config import load_train_config
 from conftest import REPO, run_cli
 from test_mini_clap import TINY_CONF, write_tiny_data
 

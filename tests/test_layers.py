@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "toolkit" / "bisep"
 
 # docs/architecture.md, "Layer rules", lowest first.
 LAYERS = [
-    ("bisep.errors", "bisep.atomic", "bisep.outdir", "bisep.data.prompts",
+    ("bisep.errors", "bisep.atomic", "bisep.outdir", "bisep.hashing", "bisep.data.prompts",
      "bisep.data.captions"),
     ("bisep.losses", "bisep.dsp"),
     ("bisep.audio", "bisep.data"),
