@@ -60,8 +60,8 @@ def test_a_copied_folder_separates_like_the_checkpoint(exported, tmp_path, monke
     monkeypatch.setattr(torch, "load", no_pickle)
     loaded = Separator.from_pretrained(copy)
     assert (loaded.chunk_seconds, loaded.overlap) == (8.0, 0.25)
-    np.testing.assert_allclose(loaded.separate(wav, ["the sound of a flute"], 16000), expected,
-                               atol=1e-6)
+    np.testing.assert_allclose(loaded.separate(wav, ["the sound of a flute"], 16000)[0].target,
+                               expected[0].target, atol=1e-6)
 
 
 @pytest.mark.parametrize("damage, tokens", [

@@ -19,7 +19,9 @@ Two ways to name them (``docs/scoring.md`` has examples):
         "estimates": {"violin": "est/a_violin.wav", "guitar": "est/a_guitar.wav"}}
 
    Relative paths are relative to the list's folder. ``"mixture"`` is optional, but
-   given on every line or on none, so that every row has the same columns.
+   given on every line or on none, so that every row has the same columns. An optional
+   ``"queries"`` (``{source name: text}``, written by ``bisep separate --list``) gives each
+   estimate's query for ``bisep score --reference-free``.
 
 Loading (:func:`load_item`) refuses, with the file and the fix in the message: unreadable
 or non-finite audio (:class:`bisep.audio.AudioError`), a second sample rate in one run,
@@ -40,7 +42,7 @@ from bisep.errors import UserError
 from bisep.metrics.item import SILENCE_THRESHOLD
 
 AUDIO_SUFFIXES = (".wav", ".flac")
-LIST_KEYS = ("id", "sources", "estimates", "mixture")
+LIST_KEYS = ("id", "sources", "estimates", "mixture", "queries")
 _LIST_EXAMPLE = ('{"id": "a", "mixture": "a.wav", "sources": {"violin": "ref/a/violin.wav"}, '
                  '"estimates": {"violin": "est/a/violin.wav"}}')
 
@@ -52,12 +54,14 @@ class ScoreInputError(ValueError, UserError):
 @dataclass(frozen=True)
 class ScoreItem:
     """The files of one item: ``{source name: path}`` for references and estimates (the
-    same names, in the same order) and an optional mixture."""
+    same names, in the same order), an optional mixture, and optionally each source's query
+    text (for the reference-free score)."""
 
     id: str
     references: dict[str, Path]
     estimates: dict[str, Path]
     mixture: Path | None = None
+    queries: dict[str, str] | None = None
 
 
 @dataclass
@@ -264,7 +268,7 @@ def _parse_line(line: str, where: str, base: Path) -> ScoreItem:
     unknown = sorted(set(entry) - set(LIST_KEYS))
     if unknown:
         raise ScoreInputError(f"{where}: unknown key(s) {unknown}; the keys are "
-                              f"{list(LIST_KEYS)} (\"mixture\" optional).")
+                              f"{list(LIST_KEYS)} (\"mixture\" and \"queries\" optional).")
     if not isinstance(entry.get("id"), (str, int)) or str(entry["id"]) == "":
         raise ScoreInputError(f"{where}: needs an \"id\" (a non-empty string).")
     references = _path_map(entry, "sources", where, base)
@@ -276,9 +280,14 @@ def _parse_line(line: str, where: str, base: Path) -> ScoreItem:
     mixture = entry.get("mixture")
     if mixture is not None and not isinstance(mixture, str):
         raise ScoreInputError(f"{where}: \"mixture\" must be a path string.")
+    queries = entry.get("queries")
+    if queries is not None and (not isinstance(queries, dict) or set(queries) != set(references)
+                                or not all(isinstance(q, str) for q in queries.values())):
+        raise ScoreInputError(f"{where}: \"queries\" must map each source name "
+                              f"{sorted(references)} to its query text.")
     return ScoreItem(str(entry["id"]), references,
                      {name: estimates[name] for name in references},
-                     base / mixture if mixture is not None else None)
+                     base / mixture if mixture is not None else None, queries)
 
 
 def _path_map(entry: dict, key: str, where: str, base: Path) -> dict[str, Path]:
