@@ -54,8 +54,9 @@ class ScoreInputError(ValueError, UserError):
 @dataclass(frozen=True)
 class ScoreItem:
     """The files of one item: ``{source name: path}`` for references and estimates (the
-    same names, in the same order), an optional mixture, and optionally each source's query
-    text (for the reference-free score)."""
+    same names, in the same order; a reference is ``None`` in a list read without
+    references), an optional mixture, and optionally each source's query text (for the
+    reference-free score)."""
 
     id: str
     references: dict[str, Path]
@@ -159,8 +160,13 @@ def items_from_dirs(ref_dir: str | Path, est_dir: str | Path,
     return items
 
 
-def items_from_list(path: str | Path) -> list[ScoreItem]:
+def items_from_list(path: str | Path, references: bool = True) -> list[ScoreItem]:
     """Read a JSON-lines list of items (see the module docstring for the format).
+
+    Args:
+        path: the list.
+        references: whether ``"sources"`` is required (``False`` for the reference-free
+            score of real mixtures; given ones are still checked).
 
     Raises:
         ScoreInputError: a missing list, a malformed line (named ``file:line``), duplicate
@@ -174,7 +180,7 @@ def items_from_list(path: str | Path) -> list[ScoreItem]:
     lines: dict[str, int] = {}  # id -> line number, for duplicate messages
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip():
-            item = _parse_line(line, f"{path}:{number}", path.parent)
+            item = _parse_line(line, f"{path}:{number}", path.parent, references)
             if item.id in lines:
                 raise ScoreInputError(f"{path}:{number}: id '{item.id}' was already used on "
                                       f"line {lines[item.id]}; ids must be unique.")
@@ -257,7 +263,7 @@ def load_item(item: ScoreItem, mono: bool = False, trim: bool = False,
         sample_rate=rate[0], rate_origin=rate[1], trimmed=longest - shortest)
 
 
-def _parse_line(line: str, where: str, base: Path) -> ScoreItem:
+def _parse_line(line: str, where: str, base: Path, need_references: bool = True) -> ScoreItem:
     try:
         entry = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -271,8 +277,11 @@ def _parse_line(line: str, where: str, base: Path) -> ScoreItem:
                               f"{list(LIST_KEYS)} (\"mixture\" and \"queries\" optional).")
     if not isinstance(entry.get("id"), (str, int)) or str(entry["id"]) == "":
         raise ScoreInputError(f"{where}: needs an \"id\" (a non-empty string).")
-    references = _path_map(entry, "sources", where, base)
     estimates = _path_map(entry, "estimates", where, base)
+    if not need_references and "sources" not in entry:
+        references = {name: None for name in estimates}
+    else:
+        references = _path_map(entry, "sources", where, base)
     if set(references) != set(estimates):
         raise ScoreInputError(
             f"{where}: \"sources\" names {sorted(references)} but \"estimates\" names "
