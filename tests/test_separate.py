@@ -59,6 +59,29 @@ def test_outputs_follow_query_and_input_rate(tmp_path, use_plugins):
         sep.separate(bad, ["violin"], 16000)
 
 
+def test_input_layouts_and_ambiguous_shapes(tmp_path, use_plugins):
+    from bisep.errors import UserError
+
+    registry = use_plugins("example")
+    sep = Separator.from_pretrained(save_model(registry, tmp_path / "m.pth"), registry=registry)
+    stereo = tone(0.5, 8000, channels=2)  # (channels, time)
+    first, = sep.separate(stereo, ["violin"], 8000)
+    # soundfile's (time, channels) and a tensor give the same, in their own layout.
+    for wav, back in [(stereo.T, lambda x: x.T), (torch.from_numpy(stereo), lambda x: x)]:
+        again, = sep.separate(wav, ["violin"], 8000)
+        assert again.target.shape == tuple(wav.shape)
+        np.testing.assert_allclose(back(again.target), first.target, atol=1e-6)
+        np.testing.assert_allclose(back(again.residual), stereo - first.target, atol=1e-6)
+    for shape in [(2, 2), (6, 5), (40, 30)]:
+        with pytest.raises(UserError, match=rf"shape \({shape[0]}, {shape[1]}\).*channels_first"):
+            sep.separate(np.zeros(shape, np.float32), ["violin"], 8000)
+    # Said explicitly, a short or square signal is taken as given.
+    tiny, = sep.separate(np.full((2, 2), 0.1, np.float32), ["violin"], 8000, channels_first=True)
+    assert tiny.target.shape == (2, 2)
+    with pytest.raises(UserError, match="query text '  ' is empty"):
+        sep.separate(stereo, ["  "], 8000)
+
+
 def test_separate_file_names_outputs(tmp_path, use_plugins):
     registry = use_plugins("example")
     sep = Separator.from_pretrained(save_model(registry, tmp_path / "m.pth"), registry=registry)
