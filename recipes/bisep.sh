@@ -8,7 +8,8 @@
 #   stage 3  mini_clap query model   bisep train-clap        ${exp_dir}/mini_clap/mini_clap.pth
 #   stage 4  separator training      bisep train (each conf) ${exp_dir}/<tag>/model.pth
 #   stage 5  test-set separation     bisep separate --list   ${exp_dir}/<tag>/separated/
-#   stage 6  scoring                 bisep score --list      ${exp_dir}/<tag>/scores/
+#   stage 6  scoring, model folder   bisep score --list      ${exp_dir}/<tag>/scores/
+#                                    bisep export-model      ${exp_dir}/<tag>/model_folder/
 #   stage 7  results page            bisep report            ${exp_dir}/RESULTS.{md,png}
 #
 # Long stages (1, 3, 4, 5, 6) leave a resume script (resume_stageN.sh, next to their
@@ -295,6 +296,13 @@ if runs 6; then
         write_resume 6 "${exp_dir}/${tag}" --train_configs "${conf}"
         "${bisep[@]}" score --list "${exp_dir}/${tag}/separated/items.jsonl" \
             --out-dir "${exp_dir}/${tag}/scores" ${score_extra[@]+"${score_extra[@]}"}
+        # The reference-free proxy beside SDR (the report shows their agreement), and the
+        # portable model folder, whose card carries the scores just written.
+        "${bisep[@]}" score --reference-free --model "${exp_dir}/${tag}" \
+            --list "${exp_dir}/${tag}/separated/items.jsonl" \
+            --out-dir "${exp_dir}/${tag}/scores_reference_free"
+        "${bisep[@]}" export-model "${exp_dir}/${tag}" "${exp_dir}/${tag}/model_folder" \
+            --overwrite --skip-unportable
     done
 fi
 

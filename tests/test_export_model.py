@@ -113,6 +113,19 @@ def test_only_a_mini_clap_query_encoder_can_travel(tmp_path, use_plugins):
     assert not (tmp_path / "out").exists()
 
 
+def test_the_recipe_skips_a_model_that_cannot_travel(tmp_path, use_plugins, capsys):
+    from bisep.cli.main import main
+    from test_separate import save_model
+
+    model = save_model(use_plugins("example"), tmp_path / "model.pth")  # example_hash encoder
+    assert main(["export-model", str(model), str(tmp_path / "out")]) == 2
+    assert "only mini_clap" in capsys.readouterr().err
+    assert main(["export-model", str(model), str(tmp_path / "out"), "--skip-unportable"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped" in err and "'example_hash'" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_exports_onnx_and_refuses_what_it_cannot(exported, tmp_path):
     import onnxruntime
 
