@@ -47,7 +47,7 @@ class InputError(ValueError, UserError):
     """Audio or queries that cannot be separated as given; the message says how to pass them."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays have no single truth value to compare
 class SeparationResult:
     """What one query extracted from a mixture.
 
@@ -126,12 +126,12 @@ class Separator:
                  chunk_seconds: float | None = 8.0, overlap: float = 0.25,
                  device: str | torch.device = "cpu"):
         if chunk_seconds is not None and chunk_seconds <= 0:
-            raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
+            raise InputError(f"chunk_seconds must be > 0, got {chunk_seconds}")
         if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+            raise InputError(f"overlap must be in [0, 1), got {overlap}")
         self.min_samples = separator.stft.config.n_fft
         if chunk_seconds is not None and chunk_seconds * separator.sample_rate < self.min_samples:
-            raise ValueError(
+            raise InputError(
                 f"chunk_seconds (bisep separate --chunk-seconds) {chunk_seconds} is "
                 f"{int(chunk_seconds * separator.sample_rate)} "
                 f"samples at the model's {separator.sample_rate} Hz; a chunk must hold at least "

@@ -102,8 +102,9 @@ def run(args) -> int:
               disable=not sys.stderr.isatty()) as bar:
         if args.reference_free:
             from bisep.apps.reference_free import score_reference_free
+            from bisep.inference import Separator
 
-            encoder = _load_encoder(args.model)
+            encoder = Separator.from_pretrained(args.model).conditioner
             report = score_reference_free(encoder, items, progress=bar.update)
         else:
             from bisep.metrics.report import score_files
@@ -120,17 +121,6 @@ def run(args) -> int:
               file=sys.stderr)
         return 1
     return 0
-
-
-def _load_encoder(model: str):
-    """The query encoder of a trained model."""
-    from bisep.cli.main import CliError, user_errors
-    from bisep.inference import Separator
-
-    try:
-        return Separator.from_pretrained(model).conditioner
-    except (ValueError, *user_errors()) as exc:
-        raise CliError(str(exc)) from None
 
 
 def _collect(args):

@@ -94,14 +94,10 @@ def build_queries(args):
 
 def load_separator(args):
     """The :class:`bisep.inference.Separator` of ``args.model``."""
-    from bisep.cli.main import CliError, user_errors
     from bisep.inference import Separator
 
-    try:
-        return Separator.from_pretrained(args.model, device=args.device, overlap=args.overlap,
-                                         chunk_seconds=args.chunk_seconds or None)
-    except (ValueError, *user_errors()) as exc:  # a model or setting that cannot be used
-        raise CliError(str(exc)) from None
+    return Separator.from_pretrained(args.model, device=args.device, overlap=args.overlap,
+                                     chunk_seconds=args.chunk_seconds or None)
 
 
 def run(args) -> int:
