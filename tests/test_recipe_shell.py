@@ -226,10 +226,14 @@ def test_stage_commands_and_resume_scripts(fake):
          f"{exp}/weak_s2/separated", "--device", "cpu"],
         [*bisep, "separate", f"{exp}/my_unsup_s2", "--list", f"{data}/test.jsonl", "-o",
          f"{exp}/my_unsup_s2/separated", "--device", "cpu"],
-        [*bisep, "score", "--list", f"{exp}/weak_s2/separated/items.jsonl", "--out-dir",
-         f"{exp}/weak_s2/scores"],
-        [*bisep, "score", "--list", f"{exp}/my_unsup_s2/separated/items.jsonl", "--out-dir",
-         f"{exp}/my_unsup_s2/scores"],
+        *(call for tag in ("weak_s2", "my_unsup_s2") for call in [
+            [*bisep, "score", "--list", f"{exp}/{tag}/separated/items.jsonl", "--out-dir",
+             f"{exp}/{tag}/scores"],
+            [*bisep, "score", "--reference-free", "--model", f"{exp}/{tag}", "--list",
+             f"{exp}/{tag}/separated/items.jsonl", "--out-dir",
+             f"{exp}/{tag}/scores_reference_free"],
+            [*bisep, "export-model", f"{exp}/{tag}", f"{exp}/{tag}/model_folder",
+             "--overwrite", "--skip-unportable"]]),
         [*bisep, "report", "--exp-dir", str(exp), "-o", f"{exp}/RESULTS.md"],
     ]
     resumes = sorted(p.relative_to(exp).as_posix() for p in exp.rglob("resume_stage*.sh"))
