@@ -86,7 +86,7 @@ def run(args) -> int:
 
     from tqdm import tqdm
 
-    from bisep.cli.main import CliError
+    from bisep.cli.main import CliError, user_errors
     from bisep.outdir import check_writable
 
     if args.reference_free and not args.model:
@@ -104,7 +104,10 @@ def run(args) -> int:
             from bisep.apps.reference_free import score_reference_free
             from bisep.inference import Separator
 
-            encoder = Separator.from_pretrained(args.model).conditioner
+            try:
+                encoder = Separator.from_pretrained(args.model).conditioner
+            except user_errors() as exc:  # FileNotFoundError of a query encoder's files
+                raise CliError(str(exc)) from None
             report = score_reference_free(encoder, items, progress=bar.update)
         else:
             from bisep.metrics.report import score_files

@@ -94,10 +94,14 @@ def build_queries(args):
 
 def load_separator(args):
     """The :class:`bisep.inference.Separator` of ``args.model``."""
+    from bisep.cli.main import CliError, user_errors
     from bisep.inference import Separator
 
-    return Separator.from_pretrained(args.model, device=args.device, overlap=args.overlap,
-                                     chunk_seconds=args.chunk_seconds or None)
+    try:
+        return Separator.from_pretrained(args.model, device=args.device, overlap=args.overlap,
+                                         chunk_seconds=args.chunk_seconds or None)
+    except user_errors() as exc:  # FileNotFoundError of a query encoder's files included
+        raise CliError(str(exc)) from None
 
 
 def run(args) -> int:
