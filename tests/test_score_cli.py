@@ -96,6 +96,12 @@ def test_score_folders_writes_rows_and_summary(dataset):
     assert summary["items"] == {"listed": 3, "scored": 3, "skipped": 0}
     assert summary["sample_rate"] == 16000 and summary["backend"] == "fast"
     assert sorted(os.listdir(out)) == ["per_item.csv", "summary.json"]  # no temp files left
+    # The command is a skin over score_files: the same report from Python.
+    from bisep.metrics.report import score_files
+
+    report = score_files(items_from_dirs(dataset / "ref", dataset / "est", dataset / "mix"))
+    assert report.csv_text() == (out / "per_item.csv").read_text()
+    assert report.summary == summary and "scored 3 of 3 items" in report.table()
 
 
 def test_score_list_with_mir_eval_agrees_with_fast(dataset):

@@ -222,6 +222,12 @@ def test_cli_list_mode_writes_estimates_and_a_score_list(tmp_path, use_plugins, 
     rc, out, err = separate_list(tmp_path / "exp", "--list", manifest, "-o", out_dir)
     assert rc == 0 and "(3 already done)" in out and (out_dir / "items.jsonl").exists()
     assert before == {p: p.stat().st_mtime_ns for p in out_dir.rglob("*.wav")}
+    # The same run from Python: the same model and manifest, so nothing to do again.
+    from bisep.apps.separate_manifest import separate_manifest
+
+    run = separate_manifest(sep, manifest, out_dir)
+    assert (run.listed, run.resumed, run.failed, run.scorable) == (3, 3, [], 3)
+    assert before == {p: p.stat().st_mtime_ns for p in out_dir.rglob("*.wav")}
 
     # Another model: the old estimates are stale, every item is separated again.
     save_model(registry, tmp_path / "exp" / "model.pth", identity=True)
