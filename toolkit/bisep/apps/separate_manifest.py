@@ -98,7 +98,7 @@ def separate_manifest(separator, manifest: str | Path, out_dir: str | Path, *,
     run = ManifestRun(out_dir, len(entries))
     with prepare(out_dir, 0, option="-o"):
         _start_or_resume(out_dir, _fingerprint(separator, manifest, negative, negative_weight),
-                         entries)
+                         entries, getattr(separator, "source", None))
         # The space check counts only what is left to separate, so a resumed run fits.
         todo = [e for e in entries if not _done(out_dir, e)]
         check_space(out_dir, sum(output_bytes([e["audio"]], len(e["labels"])) for e in todo),
@@ -234,7 +234,8 @@ def _fingerprint(separator, manifest, negative, negative_weight) -> dict:
             "negative": negative, "negative_weight": negative_weight}
 
 
-def _start_or_resume(out_dir: Path, stamp: dict, entries: list[dict]) -> None:
+def _start_or_resume(out_dir: Path, stamp: dict, entries: list[dict],
+                     source: Path | None) -> None:
     """Write ``separation.json``; if an earlier run used another model, manifest or
     settings, delete its outputs for the listed items first, so that a resumed run never
     mixes estimates of two models or reuses those of another manifest's items."""
@@ -254,4 +255,7 @@ def _start_or_resume(out_dir: Path, stamp: dict, entries: list[dict]) -> None:
                     # Only names the loop could have written (see estimate_names).
                     if _plain_name(entry["id"]) and _plain_name(label):
                         _target(out_dir, entry, label).unlink(missing_ok=True)
-    write_text_atomic(record, json.dumps(stamp, indent=2) + "\n")
+    # Where the model was read from, for the reader; not compared (a moved folder holds
+    # the same model).
+    shown = {**stamp, "model": str(Path(source).resolve()) if source is not None else None}
+    write_text_atomic(record, json.dumps(shown, indent=2) + "\n")
