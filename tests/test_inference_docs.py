@@ -24,8 +24,9 @@ def workplace(tmp_path, monkeypatch):
     from bisep.export.onnx import export_model_onnx
 
     exp = experiment(tmp_path / "train")
-    export_model(exp, tmp_path / "exp" / "weak" / "hf_model")
-    export_model_onnx(tmp_path / "exp" / "weak" / "hf_model", tmp_path / "exp" / "weak" / "masks.onnx")
+    weak = tmp_path / "exp" / "weak"
+    export_model(exp, weak / "hf_model")
+    export_model_onnx(weak / "hf_model", weak / "masks.onnx")
     rng = np.random.default_rng(0)
     t = np.arange(3 * 16000) / 16000
     song = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)], axis=1)

@@ -3,7 +3,8 @@
 Files and folders::
 
     bisep separate exp/weak/model.pth --query violin --query flute song.wav more/ -o out/
-    bisep separate exp/weak --query violin --residual --filename '{track}/{stem}.{ext}' song.wav -o out/
+    bisep separate exp/weak --query violin --residual \\
+        --filename '{track}/{stem}.{ext}' song.wav -o out/
 
 A data manifest (recipe stage 5)::
 
