@@ -8,7 +8,8 @@
 #   stage 3  mini_clap query model   bisep train-clap        ${exp_dir}/mini_clap/mini_clap.pth
 #   stage 4  separator training      bisep train (each conf) ${exp_dir}/<tag>/model.pth
 #   stage 5  test-set separation     bisep separate --list   ${exp_dir}/<tag>/separated/
-#   stage 6  scoring                 bisep score --list      ${exp_dir}/<tag>/scores/
+#   stage 6  scoring, model folder   bisep score --list      ${exp_dir}/<tag>/scores/
+#                                    bisep export-model      ${exp_dir}/<tag>/model_folder/
 #   stage 7  results page            bisep report            ${exp_dir}/RESULTS.{md,png}
 #
 # Long stages (1, 3, 4, 5, 6) leave a resume script (resume_stageN.sh, next to their
@@ -413,6 +414,12 @@ if runs 6; then
         job_dirs "${split}" "${shards}"
         logged "${stage_log}" "${bisep[@]}" shards merge-scores --out-dir "${scores}" \
             "${job_dirs[@]}"
+        # The reference-free proxy beside SDR (the report shows their agreement), and the
+        # portable model folder, whose card carries the scores just written.
+        logged "${stage_log}" "${bisep[@]}" score --reference-free --model "${exp_dir}/${tag}" \
+            --list "${items}" --out-dir "${exp_dir}/${tag}/scores_reference_free"
+        logged "${stage_log}" "${bisep[@]}" export-model "${exp_dir}/${tag}" \
+            "${exp_dir}/${tag}/model_folder" --overwrite --skip-unportable
     done
 fi
 

@@ -409,14 +409,19 @@ def test_separate_list_queries_each_item_with_its_phrases(prepared, tmp_path, mo
 
     asked = []
 
-    class Recorder:  # stands in for a trained model: records the queries, returns silence
-        def separate(self, wav, queries, rate):
-            asked.append([query.text for query in queries])
-            return np.zeros((len(queries), *wav.shape), np.float32)
+    from bisep.inference import SeparationResult
 
-    monkeypatch.setattr(separate, "load_separator", lambda args: Recorder())
     model = tmp_path / "model.pth"
     model.write_bytes(b"model")
+
+    class Recorder:  # stands in for a trained model: records the queries, returns silence
+        source, chunk_seconds, overlap = model, 8.0, 0.25
+
+        def separate(self, wav, queries, rate, channels_first=None):
+            asked.append([query.text for query in queries])
+            return [SeparationResult(query, np.zeros_like(wav), wav, rate) for query in queries]
+
+    monkeypatch.setattr(separate, "load_separator", lambda args: Recorder())
     manifest = prepared["audiocaps"]["data"] / "test.jsonl"
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         rc = main(["separate", str(model), "--list", str(manifest), "-o", str(tmp_path / "sep"),

@@ -69,9 +69,17 @@ def test_every_stage_writes_its_outputs(recipe_run):
     assert summary["items"] == {"listed": len(test_items), "scored": len(test_items),
                                 "skipped": 0}
     assert len(rows) - 1 == summary["rows"] == sum(len(it["labels"]) for it in test_items)
+    # 6: the reference-free proxy, and the model folder whose card holds these scores
+    proxy = json.loads((weak / "scores_reference_free" / "summary.json").read_text())
+    assert proxy["rows"] == summary["rows"] and "clap_gain" in proxy["metrics"]
+    card = (weak / "model_folder" / "README.md").read_text()
+    assert f"| sdri | {round(summary['metrics']['sdri']['mean'], 3)} |" in card
+    from bisep.inference import Separator
+    assert Separator.from_pretrained(weak / "model_folder").sample_rate == 16000
     # 7: the results page
     results = (exp / "RESULTS.md").read_text()
     assert "SDRi" in results and "weak" in results
+    assert "Reference-free score beside SDR" in results and "rho(gain, SDRi)" in results
     assert (exp / "RESULTS.png").stat().st_size > 10_000
     assert "SDRi" in out.stdout  # the table is printed
 

@@ -251,14 +251,20 @@ def test_stage_commands_and_resume_scripts(fake):
 
 
 def score_calls(exp, tag, nj=1, shards=1, extra=()):
-    """Stage 6's calls: the list split into shards, one `bisep score` job each, the merge."""
+    """Stage 6's calls: the list split into shards, one `bisep score` job each, the merge,
+    then the reference-free proxy and the model folder."""
     split = f"{exp}/{tag}/scores/split{nj}"
     return [["-m", "bisep", "shards", "split", f"{exp}/{tag}/separated/items.jsonl", "--nj",
              str(nj), "--out-dir", split],
             *(["-m", "bisep", "score", "--list", f"{split}/items.{n}.jsonl", "--out-dir",
                f"{split}/{n}", *extra] for n in range(1, shards + 1)),
             ["-m", "bisep", "shards", "merge-scores", "--out-dir", f"{exp}/{tag}/scores",
-             *(f"{split}/{n}" for n in range(1, shards + 1))]]
+             *(f"{split}/{n}" for n in range(1, shards + 1))],
+            ["-m", "bisep", "score", "--reference-free", "--model", f"{exp}/{tag}", "--list",
+             f"{exp}/{tag}/separated/items.jsonl", "--out-dir",
+             f"{exp}/{tag}/scores_reference_free"],
+            ["-m", "bisep", "export-model", f"{exp}/{tag}", f"{exp}/{tag}/model_folder",
+             "--overwrite", "--skip-unportable"]]
 
 
 def test_ngpu_num_nodes_nj_and_cmd(fake, tmp_path):

@@ -14,7 +14,8 @@ from bisep.report.claims import PAPER_CLAIMS, Claim
 from bisep.report.experiments import Experiment, find_experiments, fraction_arms, group_arms
 from bisep.report.figures import plot, plot_fraction
 from bisep.report.tables import (fraction_table, instrument_table, mode_text, ratio_table,
-                                 seed_ratio_table, seed_table, summary_table)
+                                 reference_free_table, seed_ratio_table, seed_table,
+                                 summary_table)
 
 
 def render_markdown(experiments: list[Experiment], figure: str | None = None,
@@ -36,6 +37,14 @@ def render_markdown(experiments: list[Experiment], figure: str | None = None,
     lines += ["## Test data", "", *_data_lines(experiments, where), ""]
     lines += ["## Summary", "", *summary_table(experiments), ""]
     lines += ["## Paper headline ratios (mean SDR)", "", *ratio_table(experiments, claims), ""]
+    proxy = reference_free_table(experiments)
+    if proxy:
+        lines += ["## Reference-free score beside SDR", "",
+                  "`bisep score --reference-free`: the query encoder's cosine similarity of "
+                  "each estimate with its query (and of the mixture: the gain is the "
+                  "difference), and the estimate/residual energy split. A proxy for real "
+                  "mixtures, not a replacement for SDR; rho is the rank correlation of the "
+                  "gain with SDRi over (item, source) pairs.", "", *proxy, ""]
     arms = group_arms(experiments)
     if any(len(arm.runs) > 1 for arm in arms):
         lines += ["## Over seeds (mean ± standard deviation)", "",

@@ -3,6 +3,8 @@ mixture as a baseline), ratios of SDR beside a paper's claims, statistics over s
 against the share of single-source data, and per-instrument means."""
 from __future__ import annotations
 
+import csv
+import json
 import math
 from typing import Sequence
 
@@ -26,6 +28,34 @@ def summary_table(experiments: list[Experiment]) -> list[str]:
         rows.append([exp.tag, mode_text(exp), exp.selection, _items_text(exp),
                      *(_db(exp.stat(m)) for m, _ in METRICS)])
     return _table(head, rows, text_columns=3)
+
+
+def reference_free_table(experiments: list[Experiment]) -> list[str]:
+    """Per experiment with ``scores_reference_free/`` (recipe stage 6): SDRi beside the
+    reference-free means and their rank agreement; no lines when none has them."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for exp in experiments:
+        folder = exp.path / "scores_reference_free"
+        if not (folder / "summary.json").is_file():
+            continue
+        means = json.loads((folder / "summary.json").read_text())["metrics"]
+        gain = {(r["item"], r["source"]): float(r["clap_gain"])
+                for r in csv.DictReader((folder / "per_item.csv").open())}
+        sdri = {(r["item"], r["source"]): float(r["sdri"])
+                for r in csv.DictReader((exp.path / "scores" / "per_item.csv").open())
+                if "sdri" in r}
+        pairs = [(gain[k], sdri[k]) for k in gain if k in sdri]
+        rho = spearmanr(*zip(*pairs))[0] if len(pairs) > 2 else float("nan")
+        rows.append([exp.tag, _db(exp.stat("sdri")),
+                     *(f"{float(means[m]['mean']):.3f}"  # "nan" is a string in JSON
+                       for m in ("clap_score", "clap_score_mix", "clap_gain")),
+                     _db(float(means["energy_split_db"]["mean"])), f"{rho:.2f}"])
+    if not rows:
+        return []
+    return _table(["experiment", "SDRi", "CLAP score", "CLAP score (mixture)", "CLAP gain",
+                   "energy split", "rho(gain, SDRi)"], rows)
 
 
 def ratio_table(experiments: list[Experiment],
