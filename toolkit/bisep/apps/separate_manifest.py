@@ -34,8 +34,9 @@ from typing import Callable
 from bisep import audio
 from bisep.atomic import write_text_atomic
 from bisep.conditioners.query import Query
-from bisep.data.manifest import DataError, item_phrases, read_manifest
+from bisep.data.manifest import DataError, is_plain_name, item_phrases, read_manifest
 from bisep.errors import UserError
+from bisep.hashing import sha256_of
 from bisep.outdir import check_space, prepare
 
 log = logging.getLogger(__name__)
@@ -166,18 +167,11 @@ def estimate_names(entry: dict) -> list[str]:
         ValueError: an id or label that is not a plain file name.
     """
     for name in (entry["id"], *entry["labels"]):
-        if not _plain_name(name):
+        if not is_plain_name(name):
             raise ValueError(f"{name!r} cannot name an output file or folder (empty, hidden, "
                              f"with a path separator or over 251 bytes); rename it in the "
                              f"manifest")
     return list(entry["labels"])
-
-
-def _plain_name(name) -> bool:
-    """A non-empty, non-hidden file name without path separators, short enough for a file
-    name with ``.wav`` added (255 bytes)."""
-    return (isinstance(name, str) and bool(name) and not name.startswith(".")
-            and "/" not in name and "\\" not in name and len(name.encode("utf-8")) <= 251)
 
 
 def _target(out_dir: Path, entry: dict, label: str) -> Path:
@@ -188,7 +182,7 @@ def _done(out_dir: Path, entry: dict) -> bool:
     """Whether every output of an item exists (atomic writes: a file that exists is
     complete)."""
     names = [entry["id"], *entry["labels"]]
-    return all(map(_plain_name, names)) and all(
+    return all(map(is_plain_name, names)) and all(
         _target(out_dir, entry, label).exists() for label in entry["labels"])
 
 
@@ -203,20 +197,12 @@ def _score_record(entry: dict, targets: dict, out_dir: Path) -> dict:
             "queries": dict(zip(targets, item_phrases(entry)))}
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_sha256(separator) -> str:
     """The hash of the file the separator was loaded from (not its path: a moved experiment
     folder keeps its outputs); of its weights when it was built in Python."""
     source = getattr(separator, "source", None)
     if source is not None:
-        return file_sha256(source)
+        return sha256_of(source)
     digest = hashlib.sha256()
     for module in (separator.separator, separator.conditioner):
         for name, tensor in sorted(module.state_dict().items()):
@@ -229,7 +215,7 @@ def _fingerprint(separator, manifest, negative, negative_weight) -> dict:
     """What the outputs depend on: the model, the manifest's path and hash (its ids and
     labels name the outputs, and its audio paths are relative to it) and the settings."""
     return {"model_sha256": model_sha256(separator), "manifest": str(Path(manifest).resolve()),
-            "manifest_sha256": file_sha256(Path(manifest)),
+            "manifest_sha256": sha256_of(Path(manifest)),
             "chunk_seconds": separator.chunk_seconds, "overlap": separator.overlap,
             "negative": negative, "negative_weight": negative_weight}
 
@@ -253,7 +239,7 @@ def _start_or_resume(out_dir: Path, stamp: dict, entries: list[dict],
             for entry in entries:
                 for label in entry["labels"]:
                     # Only names the loop could have written (see estimate_names).
-                    if _plain_name(entry["id"]) and _plain_name(label):
+                    if is_plain_name(entry["id"]) and is_plain_name(label):
                         _target(out_dir, entry, label).unlink(missing_ok=True)
     # Where the model was read from, for the reader; not compared (a moved folder holds
     # the same model).
