@@ -9,6 +9,8 @@ says otherwise, is never shared through a public link, and makes no outbound cal
 """
 from __future__ import annotations
 
+from bisep.cli.errors import CliError
+
 
 def add_parser(sub):
     p = sub.add_parser("demo", help="serve a web page to try a trained model (Gradio)",
@@ -35,7 +37,6 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from bisep.cli.main import CliError
     from bisep.demo.app import check_port, serve
 
     if args.max_seconds < 0:

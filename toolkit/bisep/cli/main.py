@@ -14,15 +14,12 @@ import logging
 import sys
 
 import bisep
+from bisep.cli.errors import CliError
 from bisep.errors import UserError
 
 SUBCOMMANDS = ("plugins", "config", "prepare", "mix", "train", "train-clap", "separate", "score",
                "report", "export-model", "export-onnx", "demo", "shards")
 
-
-class CliError(UserError):
-    """An error in the command line: printed as ``bisep <cmd>: error: ...`` with exit code 2,
-    as every :class:`bisep.errors.UserError` is."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,13 +80,3 @@ def log_to_console():
         logger.removeHandler(err)
         logger.setLevel(level)
 
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types whose message is meant for the user (no traceback)."""
-    from bisep.audio import AudioError
-    from bisep.config import ConfigError
-    from bisep.data.manifest import DataError
-    from bisep.outdir import OutputError
-    from bisep.registry import PluginError
-
-    return (AudioError, ConfigError, DataError, OutputError, PluginError, FileNotFoundError)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from bisep.cli.errors import CliError
+
 
 def add_parser(sub):
     p = sub.add_parser("prepare", help="prepare a dataset (recipe stage 1)",
@@ -48,7 +50,6 @@ def run(args) -> int:
 
 def _split_remainder(conf: str | None, rest: list[str]) -> tuple[str | None, list[str]]:
     """``--conf`` given after DATA_DIR, and the ``key=value`` overrides."""
-    from bisep.cli.main import CliError
 
     overrides, tokens = [], iter(rest)
     for token in tokens:

@@ -12,6 +12,8 @@ the paper's ratios with a recipe's own (:mod:`bisep.report.claims`).
 """
 from __future__ import annotations
 
+from bisep.cli.errors import CliError
+
 
 def add_parser(sub):
     p = sub.add_parser("report", help="tables and figure of a recipe's scored experiments",
@@ -37,8 +39,6 @@ def add_parser(sub):
 
 def run(args) -> int:
     from pathlib import Path
-
-    from bisep.cli.main import CliError
     from bisep.report import PAPER_CLAIMS, read_claims, write_report
 
     out = Path(args.out) if args.out else Path(args.exp_dir) / "RESULTS.md"

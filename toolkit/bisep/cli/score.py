@@ -31,6 +31,8 @@ references. The work is :func:`bisep.metrics.report.score_files` and
 """
 from __future__ import annotations
 
+from bisep.cli.errors import CliError, user_errors
+
 
 def add_parser(sub):
     p = sub.add_parser("score", help="score separated audio against references",
@@ -85,8 +87,6 @@ def run(args) -> int:
     import sys
 
     from tqdm import tqdm
-
-    from bisep.cli.main import CliError, user_errors
     from bisep.outdir import check_writable
 
     if args.reference_free and not args.model:
@@ -128,7 +128,6 @@ def run(args) -> int:
 
 def _collect(args):
     """The items named on the command line (folders or --list, not both)."""
-    from bisep.cli.main import CliError
     from bisep.metrics.files import items_from_dirs, items_from_list
 
     folders = [args.ref_dir, args.est_dir, args.mix_dir]

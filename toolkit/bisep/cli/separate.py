@@ -20,6 +20,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from bisep.cli.errors import CliError, user_errors
+
 
 def add_parser(sub):
     p = sub.add_parser("separate", help="separate audio files with a trained model",
@@ -68,7 +70,6 @@ def add_parser(sub):
 def build_queries(args):
     """The queries of ``--query``/``--audio-query`` and their file-name labels."""
     from bisep import audio
-    from bisep.cli.main import CliError
     from bisep.conditioners.query import Query
     from bisep.naming import query_label
 
@@ -95,7 +96,6 @@ def build_queries(args):
 
 def load_separator(args):
     """The :class:`bisep.inference.Separator` of ``args.model``."""
-    from bisep.cli.main import CliError, user_errors
     from bisep.inference import Separator
 
     try:
@@ -106,7 +106,6 @@ def load_separator(args):
 
 
 def run(args) -> int:
-    from bisep.cli.main import CliError
 
     if args.list:
         if args.inputs or args.query or args.audio_query:

@@ -13,6 +13,8 @@ shorter). The logic is in :mod:`bisep.shards`.
 """
 from __future__ import annotations
 
+from bisep.cli.errors import CliError
+
 
 def add_parser(sub):
     p = sub.add_parser("shards", help="split a list into shards / merge the jobs' outputs",
@@ -38,7 +40,6 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from bisep.cli.main import CliError
     from bisep.shards import ShardError, merge_scores, merge_separated, split_list
 
     try:

@@ -14,6 +14,8 @@ the training state ``<out-dir>/checkpoints/last.pth`` (a re-run continues from i
 """
 from __future__ import annotations
 
+from bisep.cli.errors import CliError
+
 
 def add_parser(sub):
     p = sub.add_parser("train-clap", help="train the mini_clap audio-text model",
@@ -43,7 +45,6 @@ def run(args) -> int:
 
     from bisep.audio import AudioError
     from bisep.checkpoint import CheckpointError
-    from bisep.cli.main import CliError
     from bisep.train.clap_config import load_train_config
     from bisep.train.mini_clap import evaluate_checkpoint, train
 
