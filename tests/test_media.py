@@ -139,5 +139,5 @@ def test_resample_is_torchaudio_functional_exactly():
     for orig, new in ((44100, 16000), (48000, 16000), (22050, 16000), (8000, 16000)):
         expected = taf.resample(torch.from_numpy(x), orig, new).numpy()
         np.testing.assert_array_equal(resample(x, orig, new), expected)
-    assert bisep.audio._resampler(44100, 16000, torch.float32) is \
-        bisep.audio._resampler(44100, 16000, torch.float32)
+    assert bisep.audio._resampler(44100, 16000, torch.float32, torch.device("cpu")) is \
+        bisep.audio._resampler(44100, 16000, torch.float32, torch.device("cpu"))

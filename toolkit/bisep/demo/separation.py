@@ -28,7 +28,8 @@ from bisep import audio as audio_io
 from bisep.conditioners.query import Query, embed_queries
 from bisep.demo.spectrogram import log_spectrogram, save_spectrogram
 from bisep.demo.uploads import UploadError
-from bisep.inference import Separator, output_name, query_slug
+from bisep.inference import Separator
+from bisep.naming import query_label, render, unique_labels
 
 log = logging.getLogger(__name__)
 
@@ -108,19 +109,20 @@ def separate_for_page(separator: Separator, mixture: tuple[np.ndarray, int],
 
     start = time.perf_counter()
     try:
-        estimates = separator.separate(wav, list(queries), rate, progress=count)  # (Q, C, T)
+        estimates = separator.separate_array(wav, list(queries), rate, progress=count)
     except ValueError as exc:  # a query that cancels out, a signal the model refuses
         raise UploadError(f"the model cannot separate this request: {exc}") from None
     seconds = time.perf_counter() - start
     target = estimates.sum(axis=0)
     residual = wav - target
     result = DemoResult(
-        target=audio_io.write(out_dir / output_name(stem, "target"), target, rate),
-        residual=audio_io.write(out_dir / output_name(stem, "residual"), residual, rate),
+        target=audio_io.write(out_dir / _name(stem, "target"), target, rate),
+        residual=audio_io.write(out_dir / _name(stem, "residual"), residual, rate),
         seconds=seconds, audio_seconds=wav.shape[-1] / rate, chunks=chunks[0])
     if len(queries) > 1:
-        result.stems = [audio_io.write(out_dir / output_name(stem, query_slug(name)), est, rate)
-                        for name, est in zip(names, estimates)]
+        labels = unique_labels([query_label(text=name) for name in names])
+        result.stems = [audio_io.write(out_dir / _name(stem, label), est, rate)
+                        for label, est in zip(labels, estimates)]
     top_db = float(log_spectrogram(wav, rate)[0].max())
     titles = {"mixture": "mixture", "target": f"target ({', '.join(names)})",
               "residual": "residual (mixture - target)"}
@@ -131,3 +133,8 @@ def separate_for_page(separator: Separator, mixture: tuple[np.ndarray, int],
              result.audio_seconds, len(queries), "y" if len(queries) == 1 else "ies", seconds,
              result.chunks)
     return result
+
+
+def _name(track: str, part: str) -> str:
+    """``<track>_<part>.wav``, the track's name shortened if the file name would be too long."""
+    return render("{track}_{query}.{ext}", track, part)
