@@ -14,8 +14,7 @@ import logging
 import sys
 
 import bisep
-from bisep.cli.errors import CliError
-from bisep.errors import UserError
+from bisep.cli.errors import CliError, user_errors
 
 SUBCOMMANDS = ("plugins", "config", "prepare", "mix", "train", "train-clap", "separate", "score",
                "report", "export-model", "export-onnx", "demo", "shards")
@@ -43,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with log_to_console():
             return int(args.func(args) or 0)
-    except UserError as exc:
+    except user_errors() as exc:
         print(f"bisep {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

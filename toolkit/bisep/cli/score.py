@@ -31,7 +31,7 @@ references. The work is :func:`bisep.metrics.report.score_files` and
 """
 from __future__ import annotations
 
-from bisep.cli.errors import CliError, user_errors
+from bisep.cli.errors import CliError
 
 
 def add_parser(sub):
@@ -104,10 +104,7 @@ def run(args) -> int:
             from bisep.apps.reference_free import score_reference_free
             from bisep.inference import Separator
 
-            try:
-                encoder = Separator.from_pretrained(args.model).conditioner
-            except user_errors() as exc:  # FileNotFoundError of a query encoder's files
-                raise CliError(str(exc)) from None
+            encoder = Separator.from_pretrained(args.model).conditioner
             report = score_reference_free(encoder, items, progress=bar.update)
         else:
             from bisep.metrics.report import score_files

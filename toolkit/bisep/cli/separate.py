@@ -20,7 +20,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from bisep.cli.errors import CliError, user_errors
+from bisep.cli.errors import CliError
 
 
 def add_parser(sub):
@@ -98,11 +98,8 @@ def load_separator(args):
     """The :class:`bisep.inference.Separator` of ``args.model``."""
     from bisep.inference import Separator
 
-    try:
-        return Separator.from_pretrained(args.model, device=args.device, overlap=args.overlap,
-                                         chunk_seconds=args.chunk_seconds or None)
-    except user_errors() as exc:  # FileNotFoundError of a query encoder's files included
-        raise CliError(str(exc)) from None
+    return Separator.from_pretrained(args.model, device=args.device, overlap=args.overlap,
+                                     chunk_seconds=args.chunk_seconds or None)
 
 
 def run(args) -> int:

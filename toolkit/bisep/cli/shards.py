@@ -13,8 +13,6 @@ shorter). The logic is in :mod:`bisep.shards`.
 """
 from __future__ import annotations
 
-from bisep.cli.errors import CliError
-
 
 def add_parser(sub):
     p = sub.add_parser("shards", help="split a list into shards / merge the jobs' outputs",
@@ -40,22 +38,19 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from bisep.shards import ShardError, merge_scores, merge_separated, split_list
+    from bisep.shards import merge_scores, merge_separated, split_list
 
-    try:
-        if args.action == "split":
-            print(len(split_list(args.list, args.nj, args.out_dir)))
-        elif args.action == "merge-separated":
-            path = merge_separated(args.shard_dirs, args.manifest, args.out_dir)
-            print(f"wrote {path} (from {len(args.shard_dirs)} job(s))")
-        else:
-            summary = merge_scores(args.shard_dirs, args.out_dir)
-            means = ", ".join(f"{name} {stats['mean']:.3f}"
-                              for name, stats in summary["metrics"].items()
-                              if stats["mean"] is not None)
-            print(f"scored {summary['items']['scored']} of {summary['items']['listed']} items "
-                  f"({summary['rows']} sources) in {len(args.shard_dirs)} job(s): mean {means}")
-            print(f"wrote {args.out_dir}/per_item.csv and summary.json")
-    except ShardError as exc:
-        raise CliError(str(exc)) from None
+    if args.action == "split":
+        print(len(split_list(args.list, args.nj, args.out_dir)))
+    elif args.action == "merge-separated":
+        path = merge_separated(args.shard_dirs, args.manifest, args.out_dir)
+        print(f"wrote {path} (from {len(args.shard_dirs)} job(s))")
+    else:
+        summary = merge_scores(args.shard_dirs, args.out_dir)
+        means = ", ".join(f"{name} {stats['mean']:.3f}"
+                          for name, stats in summary["metrics"].items()
+                          if stats["mean"] is not None)
+        print(f"scored {summary['items']['scored']} of {summary['items']['listed']} items "
+              f"({summary['rows']} sources) in {len(args.shard_dirs)} job(s): mean {means}")
+        print(f"wrote {args.out_dir}/per_item.csv and summary.json")
     return 0

@@ -11,7 +11,7 @@ message naming the first.
 """
 from __future__ import annotations
 
-from bisep.cli.errors import CliError, user_errors
+from bisep.cli.errors import CliError
 
 
 def add_parser(sub):
@@ -32,7 +32,6 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from bisep.checkpoint import CheckpointError
     from bisep.cli.config import resolved_config
     from bisep.config import dump
 
@@ -48,16 +47,12 @@ def run(args) -> int:
 
     from bisep.outdir import prepare
     from bisep.train.fit import fit
-    from bisep.train.guards import NonFiniteError
 
     # Multi-process training starts this command again in every worker; the first holds the
     # lock for all of them.
     guard = nullcontext() if _worker_rank() else prepare(args.exp_dir, option="--exp-dir")
-    try:
-        with guard:
-            model = fit(resolved, args.data_dir, args.dump_dir, args.exp_dir)
-    except (CheckpointError, NonFiniteError, *user_errors()) as exc:
-        raise CliError(str(exc)) from None
+    with guard:
+        model = fit(resolved, args.data_dir, args.dump_dir, args.exp_dir)
     if model is not None:  # the other ranks of a multi-process run write nothing
         print(f"bisep train: wrote {model}")
     return 0

@@ -11,8 +11,10 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from bisep.errors import UserError
 
-class NonFiniteError(ValueError):
+
+class NonFiniteError(ValueError, UserError):
     """A batch or loss with NaN or infinite values; the message names the batch's clips."""
 
 
