@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,81 @@ def step(module, optimizer, batch) -> float:
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return time.perf_counter() - start
+
+
+# Stage order of the breakdown: forward stages in the order they are forced, then backward.
+FORWARD_STAGES = {
+    "separator forward": ("features", "mixture_masks", "phrase_masks", "source_masks"),
+    "target STFTs": ("mixture_mags", "source_mags"),
+    "iSTFT forward": ("phrase_wavs", "source_estimates"),
+    "query encoder forward": ("phrase_audio_emb",),
+}
+BACKWARD_STAGES = ("losses backward", "query encoder backward", "iSTFT backward",
+                   "separator backward")
+STAGES = (*FORWARD_STAGES, "losses forward", *BACKWARD_STAGES, "optimizer step")
+
+
+def step_breakdown(module, optimizer, batch) -> dict[str, float]:
+    """Seconds of each stage of one step, the step being ``compute_losses``' work done in a
+    fixed order (the same inputs and terms; every term at full weight).
+
+    Forward stages are timed as the inputs they produce are forced. The backward pass is one
+    ``backward()`` call, split at the moments the gradients of the phrase embeddings, the
+    phrase waveforms and the masks are complete (tensor hooks): the autograd engine runs the
+    nodes created last first, and the forward order above puts the query encoder last and
+    the separator first, so each interval is one stage's backward.
+    """
+    from bisep.train.inputs import SOURCE_INPUTS, StepInputs
+
+    inputs = StepInputs(module.separator, module.conditioner, module.embed_prompts, batch,
+                        query_source=module.query_source)
+    wanted = set()
+    for name, _, required, optional in module.term_specs:
+        if SOURCE_INPUTS.intersection(required) and "sources" not in batch:
+            continue
+        wanted.update(required)
+        wanted.update(n for n in optional if "sources" in batch or not n.startswith("source_"))
+    if wanted & {"phrase_audio_emb", "source_estimates"}:
+        wanted.add("phrase_wavs")
+    seconds = dict.fromkeys(STAGES, 0.0)
+    start = time.perf_counter()
+    for stage, names in FORWARD_STAGES.items():
+        for name in names:
+            if name in wanted or name == "features":
+                inputs[name]
+        now = time.perf_counter()
+        seconds[stage], start = now - start, now
+    total = 0.0
+    for term, (name, weight, required, optional) in zip(module.terms, module.term_specs):
+        if SOURCE_INPUTS.intersection(required) and "sources" not in batch:
+            continue
+        total = total + weight * term(**inputs.kwargs_for(required, optional))
+    now = time.perf_counter()
+    seconds["losses forward"], start = now - start, now
+
+    marks = {}
+    def mark(stage):
+        def hook(grad):
+            marks.setdefault(stage, time.perf_counter())
+        return hook
+    boundaries = {"losses backward": ("phrase_audio_emb",),
+                  "query encoder backward": ("phrase_wavs",),
+                  "iSTFT backward": ("phrase_masks", "source_masks")}
+    for stage, names in boundaries.items():
+        for name in names:
+            if name in inputs._cache and inputs._cache[name].requires_grad:
+                inputs._cache[name].register_hook(mark(stage))
+    total.backward()
+    end = time.perf_counter()
+    previous = start
+    for stage in BACKWARD_STAGES[:-1]:
+        if stage in marks:
+            seconds[stage], previous = marks[stage] - previous, marks[stage]
+    seconds["separator backward"] = end - previous
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    seconds["optimizer step"] = time.perf_counter() - end
+    return seconds
 
 
 def tensors(obj):
@@ -217,6 +293,10 @@ def main() -> None:
                 seconds = step(*built[m][:2], built[m][2][r])
                 if r:
                     times[m].append(seconds)
+        stages = {m: [] for m in modes}
+        for r in range(1, args.repeats + 1):
+            for m in modes:
+                stages[m].append(step_breakdown(*built[m][:2], built[m][2][r]))
 
     module, _, batches = built["unsupervised"]
     config = module.config
@@ -237,6 +317,14 @@ def main() -> None:
                              for b in built[m][2][1:])
             terms += f" ({with_stems}/{args.repeats} batches with stems)"
         print(f"{m:13s} {mean:7.2f} {min(times[m]):7.2f} {mean / ref:8.2f}  {terms}")
+
+    print(f"\nstep breakdown, seconds (median of {args.repeats} steps; backward split at the "
+          f"gradients of the phrase embeddings, waveforms and masks)")
+    print(f"  {'stage':26s}" + "".join(f" {m:>12s}" for m in modes))
+    for stage in (*STAGES, "total"):
+        values = [statistics.median(sum(s.values()) if stage == "total" else s[stage]
+                                    for s in stages[m]) for m in modes]
+        print(f"  {stage:26s}" + "".join(f" {v:12.3f}" for v in values))
 
     weak = built.get("weak", built["unsupervised"])
     c = per_query_costs(weak[0], weak[2][0], args.repeats)
