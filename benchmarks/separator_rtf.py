@@ -37,6 +37,146 @@ CHUNK = 131070
 SR = 16000
 
 
+# -- cond_unet as it was before its speed work (frozen copy) ---------------------------
+# The masks of CondUNet in eval mode exactly as the code computed them before the
+# inference path was tuned: a plain function of the model's parameters, so that later
+# changes to the module cannot change it. `tests/test_separators.py` checks the tuned
+# model against it; main() times both, interleaved.
+def _ref_bn(norm, x):
+    return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                        False, 0.0, norm.eps)
+
+
+def _ref_res(res, x):
+    return F.leaky_relu(_ref_bn(res.norm, F.conv2d(x, res.conv.weight, res.conv.bias,
+                                                   padding=1)) + x, 0.2)
+
+
+def _ref_down(down, x):
+    conv, norm, _, res = down
+    x = F.leaky_relu(_ref_bn(norm, F.conv2d(x, conv.weight, stride=2, padding=1)), 0.2)
+    return _ref_res(res, x)
+
+
+def _ref_up(x):
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+
+
+def _ref_out(up, x):
+    if isinstance(up.out, torch.nn.Conv2d):
+        return F.conv2d(x, up.out.weight, up.out.bias, padding=1)
+    conv, norm, _ = up.out
+    return F.relu(_ref_bn(norm, F.conv2d(x, conv.weight, padding=1)))
+
+
+def _ref_split(res, lead, partial, x):
+    batch, c_lead = lead.shape[:2]
+    y = F.conv2d(x, res.conv.weight[:, c_lead:].contiguous(), res.conv.bias, padding=1)
+    y = (y.unflatten(0, (batch, -1)) + partial.unsqueeze(1)).flatten(0, 1)
+    y = _ref_bn(res.norm, y)
+    y_lead = (y[:, :c_lead].unflatten(0, (batch, -1)) + lead.unsqueeze(1)).flatten(0, 1)
+    return F.leaky_relu(torch.cat([y_lead, y[:, c_lead:] + x], dim=1), 0.2)
+
+
+def _ref_block(block, x, context, key_mask):
+    h = F.layer_norm(x, x.shape[-1:], block.norm1.weight, block.norm1.bias, block.norm1.eps)
+    attn = block.attn
+    context = context if block.cross else h
+    q = F.linear(h, attn.q.weight, attn.q.bias).unflatten(-1, (attn.num_heads, -1)).transpose(1, 2)
+    k, v = F.linear(context, attn.kv.weight, attn.kv.bias).unflatten(
+        -1, (2, attn.num_heads, -1)).permute(2, 0, 3, 1, 4)
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    x = x + F.linear(out.transpose(1, 2).flatten(2), attn.proj.weight, attn.proj.bias)
+    h = F.layer_norm(x, x.shape[-1:], block.norm2.weight, block.norm2.bias, block.norm2.eps)
+    first, _, second = block.mlp
+    return x + F.linear(F.gelu(F.linear(h, first.weight, first.bias)), second.weight, second.bias)
+
+
+def _ref_sca(sca, x, context, key_mask):
+    n, c, h, w = x.shape
+    seq = _ref_block(sca.self_block, x.flatten(2).transpose(1, 2), None, None)
+    seq = _ref_block(sca.cross_block, seq, context, key_mask)
+    return seq.transpose(1, 2).reshape(n, c, h, w)
+
+
+def _ref_decode(model, skips, x):
+    x = _ref_out(model.ups[-1], _ref_res(model.ups[-1].res, _ref_up(x)))
+    for i in range(len(model.ups) - 2, -1, -1):
+        up, skip = model.ups[i], skips[i]
+        if isinstance(skip, tuple):
+            x = _ref_out(up, _ref_split(up.res, *skip, _ref_up(x)))
+        else:
+            x = _ref_out(up, _ref_res(up.res, _ref_up(torch.cat([skip, x], dim=1))))
+    return x
+
+
+def _ref_head(head, maps, embedding):
+    q = torch.sigmoid(F.linear(embedding, head.proj.weight, head.proj.bias)) * head.scale
+    if maps.shape[1] == 1:
+        logits = torch.einsum("bqc,bcft->bqft", q, maps[:, 0])
+    else:
+        logits = torch.einsum("bqc,bqcft->bqft", q, maps)
+    return torch.sigmoid(logits + head.bias)
+
+
+def reference_masks(model: CondUNet, mag: torch.Tensor, query: Conditioning) -> torch.Tensor:
+    """``model.predict_masks(model.encode(mag), query)`` of an eval-mode CondUNet as
+    computed before the speed work (query-independent levels once per mixture, the skip
+    half of each shared up level's first conv precomputed in encode).
+
+    Shape:
+        - mag: ``(B, F, T)``; query: ``(B, Q, ...)``; output: ``(B, Q, F, T)``.
+    """
+    n_freq, n_frames = mag.shape[-2:]
+    multiple = 2 ** model.conf["num_downs"]
+    mag = F.pad(mag, (0, -n_frames % multiple, 0, -n_freq % multiple))
+    x = _ref_bn(model.input_norm, torch.log1p(mag).unsqueeze(1))
+    skips = []
+    for down in model.downs[:model.first_cond]:
+        x = _ref_down(down, x)
+        skips.append(x)
+    if model.first_cond == len(model.downs):
+        maps = _ref_decode(model, skips[:-1], x)[..., :n_freq, :n_frames].unsqueeze(1)
+        return _ref_head(model.head, maps, query.embedding)
+    shared = []
+    for i, skip in enumerate(skips):
+        up = _ref_up(skip)
+        res = model.ups[i].res
+        shared.append((up, F.conv2d(up, res.conv.weight[:, :up.shape[1]].contiguous(),
+                                    padding=1)))
+    x = _ref_down(model.downs[model.first_cond], x)
+    if query.tokens is None:
+        context = F.linear(query.embedding.flatten(0, 1), model.embedding_token.weight,
+                           model.embedding_token.bias).unsqueeze(1)
+        key_mask = None
+    else:
+        context = query.tokens.flatten(0, 1)
+        key_mask = (None if query.token_mask is None
+                    else query.token_mask.flatten(0, 1).bool())
+    x = x.repeat_interleave(query.num_queries, dim=0)
+    for j, sca in enumerate(model.sca):
+        if j:
+            x = _ref_down(model.downs[model.first_cond + j], x)
+        x = _ref_sca(sca, x, context, key_mask)
+        shared.append(x)
+    maps = _ref_decode(model, shared, shared.pop())[..., :n_freq, :n_frames]
+    return _ref_head(model.head, maps.unflatten(0, (mag.shape[0], -1)), query.embedding)
+
+
+class ReferenceCondUNet(torch.nn.Module):
+    """``wav -> separated`` through :func:`reference_masks` (same STFT and synthesis)."""
+
+    def __init__(self, model: CondUNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, wav: torch.Tensor, query: Conditioning) -> torch.Tensor:
+        spec, mag = self.model.analyze(wav)
+        return self.model.synthesize(spec, reference_masks(self.model, mag, query),
+                                     wav.shape[-1])
+
+
 def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
