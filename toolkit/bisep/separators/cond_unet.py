@@ -83,6 +83,48 @@ def _check_tokens(query: Conditioning, token_dim: int) -> None:
             raise ValueError("a query has no real token (token_mask is all False)")
 
 
+def _winograd_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :func:`conv3x3` may use NNPACK: fp32 CPU tensors, no gradient wanted, eager."""
+    return (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and torch._nnpack_available())
+
+
+def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+            ) -> torch.Tensor:
+    """3x3 convolution, stride 1, zero padding 1.
+
+    Where nothing needs its gradient (inference) on CPU, it runs NNPACK's Winograd
+    algorithm, which does about half the multiplications of oneDNN's direct one and measured
+    1.9-2.5x faster on this model's layers; results differ in the last digits (a relative
+    1e-5 on a layer), the usual difference between convolution algorithms. Training keeps
+    ``F.conv2d``, so its results do not depend on this function.
+
+    Shape:
+        ``(N, C_in, H, W)`` and weight ``(C_out, C_in, 3, 3)`` -> ``(N, C_out, H, W)``.
+    """
+    if _winograd_applies(x, weight):
+        return torch._nnpack_spatial_convolution(x.contiguous(), weight.contiguous(), bias,
+                                                 [1, 1])
+    return F.conv2d(x, weight, bias, padding=1)
+
+
+class Conv3x3(nn.Conv2d):
+    """``nn.Conv2d(in_ch, out_ch, 3, padding=1)`` computed by :func:`conv3x3` (same
+    parameters and state-dict keys).
+
+    Shape:
+        ``(N, in_ch, H, W)`` -> ``(N, out_ch, H, W)``.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, bias: bool = True):
+        super().__init__(in_ch, out_ch, 3, padding=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv3x3(x, self.weight, self.bias)
+
+
 class ResBlock(nn.Module):
     """conv3x3 → BN, plus the input, then LeakyReLU(0.2).
 
@@ -95,7 +137,7 @@ class ResBlock(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv = Conv3x3(channels, channels)
         self.norm = nn.BatchNorm2d(channels)
         self.act = nn.LeakyReLU(0.2)
 
@@ -108,7 +150,7 @@ class ResBlock(nn.Module):
         Shape:
             ``(B, C_lead, H, W)`` -> ``(B, channels, H, W)`` (no bias).
         """
-        return F.conv2d(lead, self.conv.weight[:, :lead.shape[1]].contiguous(), padding=1)
+        return conv3x3(lead, self.conv.weight[:, :lead.shape[1]])
 
     def forward_split(self, lead: torch.Tensor, partial: torch.Tensor,
                       x: torch.Tensor) -> torch.Tensor:
@@ -124,7 +166,7 @@ class ResBlock(nn.Module):
             - output: ``(B·Q, channels, H, W)``.
         """
         batch, c_lead = lead.shape[:2]
-        y = F.conv2d(x, self.conv.weight[:, c_lead:].contiguous(), self.conv.bias, padding=1)
+        y = conv3x3(x, self.conv.weight[:, c_lead:].contiguous(), self.conv.bias)
         y = (y.unflatten(0, (batch, -1)) + partial.unsqueeze(1)).flatten(0, 1)
         y = self.norm(y)
         y_lead = (y[:, :c_lead].unflatten(0, (batch, -1)) + lead.unsqueeze(1)).flatten(0, 1)
@@ -150,11 +192,12 @@ class SharedSkip:
 
     Attributes:
         up: the upsampled skip ``(B, C_skip, 2H, 2W)``.
-        partial: :meth:`ResBlock.lead_partial` of ``up``.
+        partial: :meth:`ResBlock.lead_partial` of ``up``, computed by the first call with
+            several queries per item and kept for the next ones (``None`` until then).
     """
 
     up: torch.Tensor
-    partial: torch.Tensor
+    partial: torch.Tensor | None = None
 
 
 class UpLevel(nn.Module):
@@ -174,9 +217,9 @@ class UpLevel(nn.Module):
         super().__init__()
         self.res = ResBlock(skip_ch + in_ch)
         if outermost:
-            self.out = nn.Conv2d(skip_ch + in_ch, out_ch, 3, padding=1)
+            self.out = Conv3x3(skip_ch + in_ch, out_ch)
         else:
-            self.out = nn.Sequential(nn.Conv2d(skip_ch + in_ch, out_ch, 3, padding=1, bias=False),
+            self.out = nn.Sequential(Conv3x3(skip_ch + in_ch, out_ch, bias=False),
                                      nn.BatchNorm2d(out_ch), nn.ReLU())
 
     @staticmethod
@@ -194,16 +237,25 @@ class UpLevel(nn.Module):
         Bilinear upsampling acts per channel, so ``up(cat([skip, x]))`` is
         ``cat([up(skip), up(x)])`` and ``up(skip)`` is computed once.
         """
-        up = self.upsample(skip)
-        return SharedSkip(up, self.res.lead_partial(up))
+        return SharedSkip(self.upsample(skip))
 
     def forward_shared(self, x: torch.Tensor, shared: SharedSkip) -> torch.Tensor:
         """:meth:`forward` with a skip shared by the ``Q`` queries of each item.
 
+        With one query per item nothing is shared, and one convolution over all the
+        channels runs faster than the two halves of :meth:`ResBlock.forward_split` (same
+        arithmetic, fewer passes over the feature map): the skip's half is computed only
+        when an item has several queries.
+
         Shape:
             ``(B·Q, in_ch, H, W)`` -> ``(B·Q, out_ch, 2H, 2W)``.
         """
-        return self.out(self.res.forward_split(shared.up, shared.partial, self.upsample(x)))
+        x = self.upsample(x)
+        if x.shape[0] == shared.up.shape[0]:
+            return self.out(self.res(torch.cat([shared.up, x], dim=1)))
+        if shared.partial is None:
+            shared.partial = self.res.lead_partial(shared.up)
+        return self.out(self.res.forward_split(shared.up, shared.partial, x))
 
 
 class Attention(nn.Module):
