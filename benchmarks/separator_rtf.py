@@ -3,6 +3,7 @@ cost of extra queries.
 
     python benchmarks/separator_rtf.py                 # 60 s of audio, 2 threads
     python benchmarks/separator_rtf.py --seconds 20 --skip-paper
+    python benchmarks/separator_rtf.py --seconds 16.38 --rtf-only   # paper preset vs before
     python benchmarks/separator_rtf.py --smoke          # tiny sizes: checks the script
 
 Every model separates the same audio in 131,070-sample chunks (the paper's clip size,
@@ -10,9 +11,14 @@ as its demo does) with one query, in inference mode. The reference is a Conv-Tas
 (``asteroid.models.ConvTasNet``, one output, 16 kHz) with ``n_blocks`` x ``n_repeats``
 chosen so that its parameter count is closest to ``cond_unet``'s small preset. RTF is
 processing time / audio duration (below 1: faster than real time). Timings on a shared
-machine drift and burst, so each time is the best of ``--repeats`` interleaved runs (the
-paper-size model runs once), each is also given as a ratio to the reference measured in
-the same run, and the load average is printed.
+machine drift and burst, so each time is the median of ``--repeats`` interleaved runs,
+also given as CPU time (less sensitive to other jobs than wall time) and as a ratio to the
+reference measured in the same run, and the load average is printed.
+
+``cond_unet`` before its inference path was tuned is kept here as a frozen copy
+(:func:`reference_masks`, a plain function of the model's parameters) and timed on the same
+weights, interleaved with the tuned model: the paper preset, or in ``--smoke`` mode the
+small preset with one SCA level. The line after the first table gives the ratio.
 
 The second table times one chunk: ``encode`` (once per mixture) against
 ``predict_masks`` for 1 and 6 queries, and what 6 queries cost compared with 6 separate
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 import torch
@@ -206,21 +213,23 @@ def tasnet_like(target: int, max_blocks: int = 8, max_repeats: int = 4):
     return best
 
 
-def one_query(model):
-    """``wav -> separated`` with a fixed single query."""
+def one_query(model, run=None):
+    """``wav -> separated`` with a fixed single query, through ``run`` (default: the model)."""
     query = make_conditioning(model, 1)
-    return lambda wav: model(wav, query)
+    run = run or model
+    return lambda wav: run(wav, query)
 
 
 @torch.inference_mode()
-def run_chunked(separate, wav: torch.Tensor, chunk: int = CHUNK) -> float:
-    """Seconds to separate ``wav`` (1, L) chunk by chunk, as the paper's demo does."""
+def run_chunked(separate, wav: torch.Tensor, chunk: int = CHUNK) -> tuple[float, float]:
+    """Wall and CPU seconds (all threads) to separate ``wav`` (1, L) chunk by chunk, as the
+    paper's demo does."""
     length = wav.shape[-1]
     padded = F.pad(wav, (0, -length % chunk))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     outs = [separate(piece) for piece in padded.split(chunk, dim=-1)]
     torch.cat(outs, dim=-1)[..., :length]
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 @torch.inference_mode()
@@ -272,9 +281,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="audio length (default 60)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs per model, best kept (paper preset: 1)")
+                        help="timed runs per model, interleaved; the median is reported")
     parser.add_argument("--skip-paper", action="store_true",
                         help="leave out the paper-size cond_unet (slow on CPU)")
+    parser.add_argument("--rtf-only", action="store_true",
+                        help="stop after the first table (speeds and the pre-tuning ratio)")
     parser.add_argument("--smoke", action="store_true",
                         help="small presets only, 1 s in 16384-sample chunks, one repeat, a "
                              "tiny training step: checks the script, the times mean little")
@@ -290,10 +301,14 @@ def main() -> None:
     if not args.skip_paper:
         models["cond_unet (paper)"] = CondUNet()
     models["cond_unet (small)"] = CondUNet(preset="small")
+    models["cond_unet (small, 1 SCA)"] = CondUNet(preset="small", num_cond_levels=1)
     if not args.smoke:
-        models["cond_unet (small, 1 SCA)"] = CondUNet(preset="small", num_cond_levels=1)
         models["film_masknet (default)"] = FiLMMaskNet()
     models["film_masknet (small)"] = FiLMMaskNet(preset="small")
+    # The pre-tuning code on the same weights (the paper preset's, or in smoke mode the
+    # smallest cond_unet with an SCA level), timed interleaved with the tuned one.
+    tuned = "cond_unet (small, 1 SCA)" if args.skip_paper else "cond_unet (paper)"
+    before = f"{tuned[:-1]}, pre-tuning)"
     reference, n_blocks, n_repeats = tasnet_like(n_params(models["cond_unet (small)"]),
                                                  *((2, 1) if args.smoke else ()))
     ref_name = f"ConvTasNet ({n_blocks}x{n_repeats} blocks)"
@@ -306,25 +321,31 @@ def main() -> None:
           f"{chunk}-sample chunks; load average {os.getloadavg()[0]:.2f}")
 
     separators = {name: one_query(model) for name, model in models.items()}
+    separators[before] = one_query(models[tuned], ReferenceCondUNet(models[tuned]))
     separators[ref_name] = reference
     for fn in separators.values():  # warm-up: allocator, oneDNN kernels
         run_chunked(fn, wav[:, :SR], chunk)
-    # Best of the repeats, interleaved so that a burst of load elsewhere hits one repeat
-    # of every model rather than all repeats of one.
+    # Medians of the repeats, interleaved so that a burst of load elsewhere hits one
+    # repeat of every model rather than all repeats of one.
     runs = {name: [] for name in separators}
     for repeat in range(args.repeats):
         for name, fn in separators.items():
-            if repeat == 0 or "paper" not in name:
-                runs[name].append(run_chunked(fn, wav, chunk))
-    times = {name: min(seconds) for name, seconds in runs.items()}
+            runs[name].append(run_chunked(fn, wav, chunk))
+    times = {name: statistics.median(wall for wall, _ in r) for name, r in runs.items()}
+    cpu = {name: statistics.median(c for _, c in r) for name, r in runs.items()}
 
-    print(f"\nbest of {args.repeats} runs (paper preset: 1)")
-    print(f"{'model':28s} {'params':>11s} {'seconds':>9s} {'RTF':>7s} {'x ref':>7s}")
+    print(f"\nmedian of {args.repeats} interleaved runs; CPU: seconds of all threads")
+    print(f"{'model':36s} {'params':>11s} {'seconds':>9s} {'CPU s':>8s} {'RTF':>7s} "
+          f"{'x ref':>7s}")
     for name, seconds in times.items():
-        model = models.get(name, reference)
-        print(f"{name:28s} {n_params(model):11,d} {seconds:9.2f} {seconds / duration:7.3f} "
-              f"{seconds / times[ref_name]:7.2f}")
+        model = models.get(name, models[tuned] if name == before else reference)
+        print(f"{name:36s} {n_params(model):11,d} {seconds:9.2f} {cpu[name]:8.2f} "
+              f"{seconds / duration:7.3f} {seconds / times[ref_name]:7.2f}")
+    print(f"\n{tuned} against its pre-tuning code: {times[before] / times[tuned]:.2f}x as "
+          f"fast ({cpu[before] / cpu[tuned]:.2f}x in CPU time)")
 
+    if args.rtf_only:
+        return
     print(f"\nper-query cost on one {chunk / SR:.2f} s chunk, seconds (best of {args.repeats}; "
           f"paper preset: 1 run)")
     print(f"{'model':28s} {'encode':>8s} {'pred Q=1':>9s} {'pred Q=6':>9s} "
