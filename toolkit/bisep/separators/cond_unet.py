@@ -478,6 +478,12 @@ class CondUNet(BaseSeparator):
         """Only the SCA blocks' cross-attention reads token states."""
         return len(self.sca) > 0
 
+    @property
+    def independent_queries(self) -> bool:
+        """In training mode the BatchNorms after the first SCA level normalise over the
+        ``B·Q`` folded queries, so a mask depends on the other queries of the call."""
+        return not (self.training and len(self.sca) > 0)
+
     def get_model_args(self) -> dict:
         return {"sample_rate": self.sample_rate, **self.conf, "token_dim": self.token_dim,
                 "query_dim": self.query_dim, "mask_backend": self.mask_backend}
