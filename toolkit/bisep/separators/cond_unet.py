@@ -18,9 +18,14 @@ conv3x3 → BN → ReLU on ``[skip, deeper]`` (the outermost one ends in a plain
 Per-query cost: every level above the first conditioned one, and that level's strided
 conv, runs once per mixture in :meth:`CondUNet.encode`. Everything downstream of the
 first SCA block depends on the query, which is the whole up path; there, the shared skip
-connections are not copied per query: the half of each up level's first convolution that
-reads the skip is computed once per mixture (see :meth:`ResBlock.forward_split`). With
-``num_cond_levels=0`` the whole U-Net is shared and only the head runs per query.
+connections are not copied per query: with several queries per item, the half of each up
+level's first convolution that reads the skip is computed once per mixture (see
+:meth:`ResBlock.forward_split`); with one, a single convolution over ``[skip, x]`` is
+faster. With ``num_cond_levels=0`` the whole U-Net is shared and only the head runs per
+query.
+
+Inference speed: where no gradient is wanted, the 3x3 convolutions (nearly all the
+multiply-adds) run NNPACK's Winograd algorithm (:func:`conv3x3`).
 """
 from __future__ import annotations
 
