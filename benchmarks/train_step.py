@@ -145,7 +145,7 @@ STAGES = (*FORWARD_STAGES, "losses forward", *BACKWARD_STAGES, "optimizer step")
 
 
 def step_breakdown(module, optimizer, batch) -> dict[str, float]:
-    """Seconds of each stage of one step, the step being ``compute_losses``' work done in a
+    """CPU seconds (all threads) of each stage of one step, the step being ``compute_losses``' work done in a
     fixed order (the same inputs and terms; every term at full weight).
 
     Forward stages are timed as the inputs they produce are forced. The backward pass is one
@@ -167,25 +167,25 @@ def step_breakdown(module, optimizer, batch) -> dict[str, float]:
     if wanted & {"phrase_audio_emb", "source_estimates"}:
         wanted.add("phrase_wavs")
     seconds = dict.fromkeys(STAGES, 0.0)
-    start = time.perf_counter()
+    start = time.process_time()
     for stage, names in FORWARD_STAGES.items():
         for name in names:
             if name in wanted or name == "features":
                 inputs[name]
-        now = time.perf_counter()
+        now = time.process_time()
         seconds[stage], start = now - start, now
     total = 0.0
     for term, (name, weight, required, optional) in zip(module.terms, module.term_specs):
         if SOURCE_INPUTS.intersection(required) and "sources" not in batch:
             continue
         total = total + weight * term(**inputs.kwargs_for(required, optional))
-    now = time.perf_counter()
+    now = time.process_time()
     seconds["losses forward"], start = now - start, now
 
     marks = {}
     def mark(stage):
         def hook(grad):
-            marks.setdefault(stage, time.perf_counter())
+            marks.setdefault(stage, time.process_time())
         return hook
     boundaries = {"losses backward": ("phrase_audio_emb",),
                   "query encoder backward": ("row_wavs",),
@@ -195,7 +195,7 @@ def step_breakdown(module, optimizer, batch) -> dict[str, float]:
             if name in inputs._cache and inputs._cache[name].requires_grad:
                 inputs._cache[name].register_hook(mark(stage))
     total.backward()
-    end = time.perf_counter()
+    end = time.process_time()
     previous = start
     for stage in BACKWARD_STAGES[:-1]:
         if stage in marks:
@@ -203,7 +203,7 @@ def step_breakdown(module, optimizer, batch) -> dict[str, float]:
     seconds["separator backward"] = end - previous
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    seconds["optimizer step"] = time.perf_counter() - end
+    seconds["optimizer step"] = time.process_time() - end
     return seconds
 
 
@@ -331,8 +331,8 @@ def main() -> None:
         print(f"{m:13s} {mean:7.2f} {min(w for w, _ in times[m]):7.2f} {mean / ref:8.2f} "
               f"{cpu:7.2f} {cpu / ref_cpu:8.2f}  {terms}")
 
-    print(f"\nstep breakdown, seconds (median of {args.repeats} steps; backward split at the "
-          f"gradients of the phrase embeddings, waveforms and masks)")
+    print(f"\nstep breakdown, CPU seconds (median of {args.repeats} steps; backward split at "
+          f"the gradients of the phrase embeddings, waveforms and masks)")
     print(f"  {'stage':26s}" + "".join(f" {m:>12s}" for m in modes))
     for stage in (*STAGES, "total"):
         values = [statistics.median(sum(s.values()) if stage == "total" else s[stage]
