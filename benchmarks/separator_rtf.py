@@ -216,7 +216,7 @@ def tasnet_like(target: int, max_blocks: int = 8, max_repeats: int = 4):
 def one_query(model, run=None):
     """``wav -> separated`` with a fixed single query, through ``run`` (default: the model)."""
     query = make_conditioning(model, 1)
-    run = run or model
+    run = model if run is None else run
     return lambda wav: run(wav, query)
 
 
@@ -284,6 +284,9 @@ def main() -> None:
                         help="timed runs per model, interleaved; the median is reported")
     parser.add_argument("--skip-paper", action="store_true",
                         help="leave out the paper-size cond_unet (slow on CPU)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile of the tuned cond_unet (compiled at the "
+                             "warm-up; its convolutions are oneDNN's, not Winograd)")
     parser.add_argument("--rtf-only", action="store_true",
                         help="stop after the first table (speeds and the pre-tuning ratio)")
     parser.add_argument("--smoke", action="store_true",
@@ -322,6 +325,9 @@ def main() -> None:
 
     separators = {name: one_query(model) for name, model in models.items()}
     separators[before] = one_query(models[tuned], ReferenceCondUNet(models[tuned]))
+    compiled = f"{tuned[:-1]}, torch.compile)"
+    if args.compile:
+        separators[compiled] = one_query(models[tuned], torch.compile(models[tuned]))
     separators[ref_name] = reference
     for fn in separators.values():  # warm-up: allocator, oneDNN kernels
         run_chunked(fn, wav[:, :SR], chunk)
@@ -338,7 +344,7 @@ def main() -> None:
     print(f"{'model':36s} {'params':>11s} {'seconds':>9s} {'CPU s':>8s} {'RTF':>7s} "
           f"{'x ref':>7s}")
     for name, seconds in times.items():
-        model = models.get(name, models[tuned] if name == before else reference)
+        model = models.get(name, models[tuned] if name in (before, compiled) else reference)
         print(f"{name:36s} {n_params(model):11,d} {seconds:9.2f} {cpu[name]:8.2f} "
               f"{seconds / duration:7.3f} {seconds / times[ref_name]:7.2f}")
     print(f"\n{tuned} against its pre-tuning code: {times[before] / times[tuned]:.2f}x as "
