@@ -3,7 +3,9 @@
 A loss term (a ``loss`` plugin) asks for its inputs by the names of its ``forward``
 arguments; :class:`StepInputs` computes only what the configured terms ask for. A
 weakly-supervised step therefore never builds source targets, and an unsupervised one never
-runs the conditioner's audio tower.
+runs the conditioner's audio tower. Each input is computed once per step, whichever terms
+read it, and a phrase repeated within an item is separated, synthesized and embedded once
+(:class:`PhraseRows`).
 
 Names and shapes (``B`` batch, ``N`` mixtures per mixture of mixtures, ``K`` phrases per
 mixture, ``S`` single-source slots, ``F``/``T`` STFT bins/frames, ``L`` samples, ``D``
