@@ -4,6 +4,7 @@ cost of extra queries.
     python benchmarks/separator_rtf.py                 # 60 s of audio, 2 threads
     python benchmarks/separator_rtf.py --seconds 20 --skip-paper
     python benchmarks/separator_rtf.py --seconds 16.38 --rtf-only   # paper preset vs before
+    python benchmarks/separator_rtf.py --seconds 8.19 --rtf-only --compile   # + torch.compile
     python benchmarks/separator_rtf.py --smoke          # tiny sizes: checks the script
 
 Every model separates the same audio in 131,070-sample chunks (the paper's clip size,
