@@ -8,7 +8,7 @@ WAV against MP4/AAC sources, one worker against two.
 Builds ``--clips`` synthetic clips (``--seconds`` long, 44.1 kHz stereo: a tone with
 vibrato plus noise, as ``tests/corpus_fakes.py`` writes them) twice, as WAV and as MP4 with
 an AAC stream, each copy with its own ``vggsound.csv``. Then runs the ``vggsound`` plugin's
-extraction (:meth:`CorpusDataset._extract_all`: decode the 8.19 s crop at 4.5 s, average
+extraction (:func:`bisep.data.extract.extract_all`: decode the 8.19 s crop at 4.5 s, average
 the channels, resample to 16 kHz, write 16-bit WAVs and the journal) into a fresh folder
 with ``nj`` 1 and 2 worker processes, each the best of ``--repeats`` runs, interleaved.
 Compositions and manifests (the rest of ``prepare``) are not timed.
@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from corpus_fakes import signal, write_mp4, write_wav  # noqa: E402
 
+from bisep.data.extract import extract_all  # noqa: E402
 from bisep.data.vggsound import VGGSound  # noqa: E402
 
 RATE = 44100
@@ -59,7 +60,7 @@ def extract(root: Path, nj: int, work: Path) -> float:
     shutil.rmtree(data_dir, ignore_errors=True)
     sources = sorted(dataset.sources(), key=lambda s: s.id)
     start = time.perf_counter()
-    results, _ = dataset._extract_all(sources, data_dir)
+    results, _ = extract_all(sources, data_dir, dataset.settings, nj, dataset.name)
     seconds = time.perf_counter() - start
     failed = [r for r in results.values() if "clips" not in r]
     if failed:

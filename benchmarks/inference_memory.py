@@ -138,7 +138,7 @@ def child(spec: dict) -> None:
 
         start = time.perf_counter()
         try:
-            sep.separate(wav, queries, rate, progress=progress)
+            sep.separate(wav, queries, rate, progress=progress, channels_first=True)
         except _Stop:
             pass
         result["seconds"] = time.perf_counter() - start

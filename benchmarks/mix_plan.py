@@ -16,7 +16,7 @@ Three synthetic manifests, shaped like the recipes' data:
 
 Both samplers draw 2-part plans with ``supervised_fraction=0.1`` (so both samplers of a
 plan, all clips and the supervised subset, are used). The reference is a private copy of
-the old ``_PartSampler``, swapped into :mod:`bisep.data.mom` for its runs. For each
+the old ``_PartSampler``, swapped into :mod:`bisep.data.mom_plan` for its runs. For each
 manifest it times plans of ``--old-lines`` (old) and ``--lines`` (new) lines, old and new
 interleaved, each the best of ``--repeats`` runs; ``same`` checks that both wrote the same
 ``--old-lines`` plan (the new sampler picks the same clips from the same random stream).
@@ -34,11 +34,11 @@ import time
 
 import numpy as np
 
-from bisep.data import mom
+from bisep.data import mom_plan
 
 
 class OldPartSampler:
-    """``bisep.data.mom._PartSampler`` as it was before the label index (the reference)."""
+    """``bisep.data.mom_plan._PartSampler`` as it was before the label index (the reference)."""
 
     def __init__(self, items, vocabulary):
         groups: dict[int, list[str]] = {}
@@ -101,14 +101,14 @@ def plan(items, lines: int, sampler) -> tuple[list[dict], float, float]:
             finally:
                 drawing[0] += time.perf_counter() - start
 
-    saved = mom._PartSampler
-    mom._PartSampler = Timed
+    saved = mom_plan._PartSampler
+    mom_plan._PartSampler = Timed
     try:
         start = time.perf_counter()
-        out, _ = mom.make_mom_plan(items, lines, num_parts=2, supervised_fraction=0.1, seed=0)
+        out, _ = mom_plan.make_mom_plan(items, lines, num_parts=2, supervised_fraction=0.1, seed=0)
         return out, time.perf_counter() - start, drawing[0]
     finally:
-        mom._PartSampler = saved
+        mom_plan._PartSampler = saved
 
 
 def main() -> None:
@@ -125,7 +125,7 @@ def main() -> None:
     scale = 1.0
     if args.smoke:
         scale, args.lines, args.old_lines, args.repeats = 0.02, 200, 20, 1
-    samplers = {"old": (OldPartSampler, args.old_lines), "new": (mom._PartSampler, args.lines)}
+    samplers = {"old": (OldPartSampler, args.old_lines), "new": (mom_plan._PartSampler, args.lines)}
     print(f"load average {os.getloadavg()[0]:.2f}; 2-part plans, supervised_fraction 0.1; "
           f"old: {args.old_lines} lines, new: {args.lines} lines; best of {args.repeats}")
     print(f"{'manifest':<12}{'clips':>7}{'labels':>7}{'groups':>7}{'same':>6}"
@@ -143,7 +143,7 @@ def main() -> None:
                     best[name] = (seconds - drawing, drawing)
                 if name == "old":
                     old_plan = out
-        same = plan(items, args.old_lines, mom._PartSampler)[0] == old_plan
+        same = plan(items, args.old_lines, mom_plan._PartSampler)[0] == old_plan
         rate = {name: lines / best[name][1] for name, (_, lines) in samplers.items()}
         full = {name: best[name][0] + args.full / rate[name] for name in samplers}
         print(f"{kind:<12}{len(items):>7}{labels:>7}{groups:>7}{'yes' if same else 'NO':>6}"

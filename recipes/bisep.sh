@@ -8,11 +8,16 @@
 #   stage 3  mini_clap query model   bisep train-clap        ${exp_dir}/mini_clap/mini_clap.pth
 #   stage 4  separator training      bisep train (each conf) ${exp_dir}/<tag>/model.pth
 #   stage 5  test-set separation     bisep separate --list   ${exp_dir}/<tag>/separated/
-#   stage 6  scoring                 bisep score --list      ${exp_dir}/<tag>/scores/
+#   stage 6  scoring, model folder   bisep score --list      ${exp_dir}/<tag>/scores/
+#                                    bisep export-model      ${exp_dir}/<tag>/model_folder/
 #   stage 7  results page            bisep report            ${exp_dir}/RESULTS.{md,png}
 #
 # Long stages (1, 3, 4, 5, 6) leave a resume script (resume_stageN.sh, next to their
-# outputs) that re-runs this command line from that stage. docs/recipes.md has the details.
+# outputs) that re-runs this command line from that stage. Each stage's output is also
+# appended to a log: ${exp_dir}/logs/stageN.log (stages 1-3, 7) or ${exp_dir}/<tag>/logs/
+# stageN.log (4-6). Stages 4-6 run their jobs through --cmd (utils/run_jobs.sh on this
+# machine, utils/slurm_jobs.sh on SLURM); --ngpu/--num_nodes size training and --nj splits
+# stages 5-6 into parallel jobs. docs/recipes.md has the details.
 set -euo pipefail
 
 # Messages carry the time and the line of the script's top-level command that logs them
@@ -49,6 +54,11 @@ tag_suffix=""                       # stages 4-6: appended to every experiment t
 test_set="test"                     # stage 5: separates ${data_dir}/${test_set}.jsonl
 separate_args=""                    # stage 5: more arguments for `bisep separate`
 score_args=""                       # stage 6: more arguments for `bisep score`
+ngpu=""                             # stage 4: GPUs per node ("" = the config's trainer section)
+num_nodes=1                         # stage 4: nodes per training run (DDP; needs --ngpu)
+nj=1                                # stages 5-6: parallel jobs, each on a shard of the list
+gpu_inference=false                 # stage 5: separate on a GPU (one per job)
+cmd=utils/run_jobs.sh               # stages 4-6: job backend (utils/slurm_jobs.sh: SLURM)
 data_dir=data                       # manifests (stage 1)
 dump_dir=dump                       # mixture-of-mixtures plans (stage 2)
 exp_dir=exp                         # models, separations, scores, results (stages 3-7)
@@ -92,6 +102,18 @@ Options (--name value, --name=value; - and _ are the same):
                          (default: "${separate_args}")
   --score_args           stage 6: more arguments for bisep score, e.g. "--backend
                          mir_eval" (default: "${score_args}")
+  --ngpu                 stage 4: GPUs per node: 0 trains on CPU, 1 on one GPU, N > 1
+                         with DDP on N GPUs; "" leaves the config's trainer section
+                         as it is (default: "${ngpu}")
+  --num_nodes            stage 4: nodes per training run, each with --ngpu GPUs; needs a
+                         --cmd that spans nodes (default: ${num_nodes})
+  --nj                   stages 5-6: split the list into this many shards, one job each,
+                         and merge the results (default: ${nj})
+  --gpu_inference        stage 5: separate with --device cuda, one GPU per job
+                         (default: ${gpu_inference})
+  --cmd                  stages 4-6: the job backend and its options, e.g.
+                         "utils/run_jobs.sh --max_jobs_run 4" or "utils/slurm_jobs.sh
+                         --partition gpu --time 1-00:00:00" (default: ${cmd})
   --data_dir             manifests written by stage 1 (default: ${data_dir})
   --dump_dir             mixture-of-mixtures plans written by stage 2 (default: ${dump_dir})
   --exp_dir              models, separations, scores and results (default: ${exp_dir})
@@ -111,6 +133,14 @@ for number in "${stage}" "${stop_stage}"; do
     [[ ${number} =~ ^[0-9]+$ ]] \
         || fail "--stage and --stop_stage take stage numbers, not '${number}'"
 done
+[[ ${nj} =~ ^[1-9][0-9]*$ ]] || fail "--nj takes a number of jobs (1 or more), not '${nj}'"
+[[ ${num_nodes} =~ ^[1-9][0-9]*$ ]] \
+    || fail "--num_nodes takes a number of nodes (1 or more), not '${num_nodes}'"
+[[ -z ${ngpu} || ${ngpu} =~ ^[0-9]+$ ]] \
+    || fail "--ngpu takes a number of GPUs (0 for CPU), not '${ngpu}'"
+if [ "${num_nodes}" -gt 1 ] && [ "${ngpu:-0}" -lt 1 ]; then
+    fail "--num_nodes ${num_nodes} trains with DDP on GPUs: give --ngpu (GPUs per node) too"
+fi
 command -v "${python}" > /dev/null 2>&1 \
     || fail "--python ${python}: not found. Run tools/install.sh (it makes ${_repo_root}/.venv)" \
             "or pass --python /path/to/python."
@@ -130,6 +160,25 @@ read -r -a train_extra <<< "${train_args}"
 read -r -a separate_extra <<< "${separate_args}"
 read -r -a score_extra <<< "${score_args}"
 read -r -a configs <<< "${train_configs}"
+read -r -a job_cmd <<< "${cmd}"
+[ ${#job_cmd[@]} -gt 0 ] || fail "--cmd is empty: give a job backend, e.g. utils/run_jobs.sh"
+[ -x "${job_cmd[0]}" ] || command -v "${job_cmd[0]}" > /dev/null 2>&1 \
+    || fail "--cmd ${job_cmd[0]}: not found (paths are relative to $(pwd)); use" \
+            "utils/run_jobs.sh or utils/slurm_jobs.sh"
+# --ngpu/--num_nodes as trainer overrides, before --train_args (which win).
+trainer_opts=()
+case "${ngpu}" in
+    "") ;;
+    0) trainer_opts=(trainer.accelerator=cpu trainer.devices=1) ;;
+    1) trainer_opts=(trainer.accelerator=gpu trainer.devices=1) ;;
+    *) trainer_opts=(trainer.accelerator=gpu "trainer.devices=${ngpu}" trainer.strategy=ddp) ;;
+esac
+if [ "${num_nodes}" -gt 1 ]; then
+    trainer_opts+=("trainer.num_nodes=${num_nodes}" trainer.strategy=ddp)
+fi
+separate_device=()
+separate_gpu=0
+if [ "${gpu_inference}" = true ]; then separate_device=(--device cuda); separate_gpu=1; fi
 clap_ckpt=${clap_checkpoint:-${exp_dir}/mini_clap/mini_clap.pth}
 
 # The experiment tag of a training config: conf/train_weak.yaml -> weak.
@@ -139,6 +188,37 @@ tag_of() {
     name=${name%.yaml}
     name=${name%.yml}
     echo "${name#train_}${tag_suffix}"
+}
+
+# logged LOG COMMAND...: run it with its output (stdout and stderr) shown and appended to LOG.
+logged() {
+    local logfile=$1
+    shift
+    mkdir -p "$(dirname "${logfile}")"
+    echo "$(date '+%Y-%m-%dT%H:%M:%S') $(printf '%q ' "$@")" >> "${logfile}"
+    "$@" 2>&1 | tee -a "${logfile}"
+}
+
+# say LOG MESSAGE: log the message, and append it to LOG.
+say() {
+    local logfile=$1
+    shift
+    mkdir -p "$(dirname "${logfile}")"
+    log "$@" | tee -a "${logfile}"
+}
+
+# shard_count LIST: how many shards --nj gives for LIST (no more than its items).
+shard_count() {
+    local lines
+    lines=$(grep -c '[^[:space:]]' "$1" || true)
+    echo $((lines < nj ? lines : nj))
+}
+
+# job_dirs FOLDER COUNT: sets job_dirs to FOLDER/1 .. FOLDER/COUNT.
+job_dirs() {
+    local n
+    job_dirs=()
+    for ((n = 1; n <= $2; n++)); do job_dirs+=("$1/${n}"); done
 }
 
 runs() {  # runs N: is stage N within --stage..--stop_stage?
@@ -196,20 +276,21 @@ write_resume() {
 log "$0 ${_command_line#* }"
 
 if runs 1; then
-    log "Stage 1: data preparation: local/data.sh -> ${data_dir}"
+    say "${exp_dir}/logs/stage1.log" "Stage 1: data preparation: local/data.sh -> ${data_dir}"
     [ -x local/data.sh ] || fail "stage 1 needs local/data.sh (executable) in $(pwd): the" \
                                  "recipe's data preparation."
     if [ -n "${data_config}" ]; then need_file 1 data_config "${data_config}"; fi
     write_resume 1 "${exp_dir}"
-    local/data.sh --python "${python}" --data_config "${data_config}" --data_dir "${data_dir}" \
+    logged "${exp_dir}/logs/stage1.log" \
+        local/data.sh --python "${python}" --data_config "${data_config}" --data_dir "${data_dir}" \
         ${local_data_extra[@]+"${local_data_extra[@]}"}
 fi
 
 if runs 2; then
-    log "Stage 2: mixture-of-mixtures plans: ${data_dir} -> ${dump_dir}"
+    say "${exp_dir}/logs/stage2.log" "Stage 2: mixture-of-mixtures plans: ${data_dir} -> ${dump_dir}"
     need 2 "${data_dir}/train.jsonl" 1 "the training manifest"
     need 2 "${data_dir}/valid.jsonl" 1 "the validation manifest"
-    "${bisep[@]}" mix --data-dir "${data_dir}" --dump-dir "${dump_dir}" \
+    logged "${exp_dir}/logs/stage2.log" "${bisep[@]}" mix --data-dir "${data_dir}" --dump-dir "${dump_dir}" \
         --supervised-fraction "${supervised_fraction}" ${mix_extra[@]+"${mix_extra[@]}"}
 fi
 
@@ -217,7 +298,7 @@ if runs 3; then
     if [ -n "${clap_checkpoint}" ]; then
         log "Stage 3: skipped: --clap_checkpoint ${clap_checkpoint} is used"
     else
-        log "Stage 3: mini_clap training: ${data_dir} -> ${exp_dir}/mini_clap"
+        say "${exp_dir}/logs/stage3.log" "Stage 3: mini_clap training: ${data_dir} -> ${exp_dir}/mini_clap"
         # Stage 1 has run (train.jsonl is there) but wrote no clap_pool.jsonl: the data set
         # (MUSIC, VGGSound, AudioCaps) has no clips for mini_clap, so re-running stage 1
         # cannot help; a trained query encoder can.
@@ -238,7 +319,7 @@ if runs 3; then
             clap_opts=(--conf "${clap_config}")
         fi
         write_resume 3 "${exp_dir}/mini_clap"
-        "${bisep[@]}" train-clap --data-dir "${data_dir}" --out-dir "${exp_dir}/mini_clap" \
+        logged "${exp_dir}/logs/stage3.log" "${bisep[@]}" train-clap --data-dir "${data_dir}" --out-dir "${exp_dir}/mini_clap" \
             ${clap_opts[@]+"${clap_opts[@]}"} ${clap_extra[@]+"${clap_extra[@]}"}
     fi
 fi
@@ -259,11 +340,14 @@ if runs 4; then
     clap_ckpt=$(cd "$(dirname "${clap_ckpt}")" && pwd)/$(basename "${clap_ckpt}")
     for conf in "${configs[@]}"; do
         tag=$(tag_of "${conf}")
-        log "Stage 4: training ${tag}: ${conf} -> ${exp_dir}/${tag}"
+        stage_log=${exp_dir}/${tag}/logs/stage4.log
+        say "${stage_log}" "Stage 4: training ${tag}: ${conf} -> ${exp_dir}/${tag}"
         write_resume 4 "${exp_dir}/${tag}" --train_configs "${conf}"
-        "${bisep[@]}" train --config "${conf}" --data-dir "${data_dir}" --dump-dir "${dump_dir}" \
+        logged "${stage_log}" "${job_cmd[@]}" --gpu "${ngpu:-0}" --num_nodes "${num_nodes}" \
+            "${exp_dir}/${tag}/logs/train.log" \
+            "${bisep[@]}" train --config "${conf}" --data-dir "${data_dir}" --dump-dir "${dump_dir}" \
             --exp-dir "${exp_dir}/${tag}" "conditioner_conf.checkpoint=${clap_ckpt}" \
-            ${train_extra[@]+"${train_extra[@]}"}
+            ${trainer_opts[@]+"${trainer_opts[@]}"} ${train_extra[@]+"${train_extra[@]}"}
     done
 fi
 
@@ -276,10 +360,33 @@ if runs 5; then
     done
     for conf in "${configs[@]}"; do
         tag=$(tag_of "${conf}")
-        log "Stage 5: separating ${data_dir}/${test_set}.jsonl with ${tag}"
+        stage_log=${exp_dir}/${tag}/logs/stage5.log
+        separated=${exp_dir}/${tag}/separated
+        manifest=${data_dir}/${test_set}.jsonl
+        say "${stage_log}" "Stage 5: separating ${manifest} with ${tag}"
         write_resume 5 "${exp_dir}/${tag}" --train_configs "${conf}"
-        "${bisep[@]}" separate "${exp_dir}/${tag}" --list "${data_dir}/${test_set}.jsonl" \
-            -o "${exp_dir}/${tag}/separated" ${separate_extra[@]+"${separate_extra[@]}"}
+        separate=("${bisep[@]}" separate "${exp_dir}/${tag}"
+                  ${separate_device[@]+"${separate_device[@]}"})
+        if [ "${nj}" -eq 1 ]; then
+            logged "${stage_log}" "${job_cmd[@]}" --gpu "${separate_gpu}" \
+                "${exp_dir}/${tag}/logs/separate.log" "${separate[@]}" --list "${manifest}" \
+                -o "${separated}" ${separate_extra[@]+"${separate_extra[@]}"}
+        else
+            # One job per shard, each into its own folder (bisep separate locks it and
+            # resumes in it); the merged items.jsonl lists them all, in manifest order.
+            shards=$(shard_count "${manifest}")
+            split=${separated}/split${nj}
+            rm -f "${separated}/items.jsonl"  # stage 6 never scores an old merge
+            logged "${stage_log}" "${bisep[@]}" shards split "${manifest}" --nj "${nj}" \
+                --out-dir "${split}"
+            logged "${stage_log}" "${job_cmd[@]}" --gpu "${separate_gpu}" "JOB=1:${shards}" \
+                "${exp_dir}/${tag}/logs/separate.JOB.log" "${separate[@]}" \
+                --list "${split}/${test_set}.JOB.jsonl" -o "${split}/JOB" --no-progress \
+                ${separate_extra[@]+"${separate_extra[@]}"}
+            job_dirs "${split}" "${shards}"
+            logged "${stage_log}" "${bisep[@]}" shards merge-separated --manifest "${manifest}" \
+                --out-dir "${separated}" "${job_dirs[@]}"
+        fi
     done
 fi
 
@@ -291,20 +398,39 @@ if runs 6; then
     done
     for conf in "${configs[@]}"; do
         tag=$(tag_of "${conf}")
-        log "Stage 6: scoring ${tag}"
+        stage_log=${exp_dir}/${tag}/logs/stage6.log
+        items=${exp_dir}/${tag}/separated/items.jsonl
+        scores=${exp_dir}/${tag}/scores
+        say "${stage_log}" "Stage 6: scoring ${tag}"
         write_resume 6 "${exp_dir}/${tag}" --train_configs "${conf}"
-        "${bisep[@]}" score --list "${exp_dir}/${tag}/separated/items.jsonl" \
-            --out-dir "${exp_dir}/${tag}/scores" ${score_extra[@]+"${score_extra[@]}"}
+        # Always split (one shard for --nj 1) and merged: the summary is computed from the
+        # merged per_item.csv, so it is the same for every --nj.
+        shards=$(shard_count "${items}")
+        split=${scores}/split${nj}
+        logged "${stage_log}" "${bisep[@]}" shards split "${items}" --nj "${nj}" --out-dir "${split}"
+        logged "${stage_log}" "${job_cmd[@]}" "JOB=1:${shards}" "${exp_dir}/${tag}/logs/score.JOB.log" \
+            "${bisep[@]}" score --list "${split}/items.JOB.jsonl" --out-dir "${split}/JOB" \
+            ${score_extra[@]+"${score_extra[@]}"}
+        job_dirs "${split}" "${shards}"
+        logged "${stage_log}" "${bisep[@]}" shards merge-scores --out-dir "${scores}" \
+            "${job_dirs[@]}"
+        # The reference-free proxy beside SDR (the report shows their agreement), and the
+        # portable model folder, whose card carries the scores just written.
+        logged "${stage_log}" "${bisep[@]}" score --reference-free --model "${exp_dir}/${tag}" \
+            --list "${items}" --out-dir "${exp_dir}/${tag}/scores_reference_free"
+        logged "${stage_log}" "${bisep[@]}" export-model "${exp_dir}/${tag}" \
+            "${exp_dir}/${tag}/model_folder" --overwrite --skip-unportable
     done
 fi
 
 if runs 7; then
-    log "Stage 7: results: ${exp_dir}/RESULTS.md"
+    say "${exp_dir}/logs/stage7.log" "Stage 7: results: ${exp_dir}/RESULTS.md"
     for conf in ${configs[@]+"${configs[@]}"}; do
         need 7 "${exp_dir}/$(tag_of "${conf}")/scores/summary.json" 6 \
             "the scores of $(tag_of "${conf}")"
     done
-    "${bisep[@]}" report --exp-dir "${exp_dir}" -o "${exp_dir}/RESULTS.md"
+    logged "${exp_dir}/logs/stage7.log" "${bisep[@]}" report --exp-dir "${exp_dir}" \
+        -o "${exp_dir}/RESULTS.md"
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

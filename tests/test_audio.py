@@ -59,3 +59,18 @@ def test_write_refuses_nan_and_unknown_formats_and_leaves_no_temp(tmp_path):
     with pytest.raises(AudioError, match=r"cannot write '.mp3' files"):
         audio.write(tmp_path / "x.mp3", tone(), 16000)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resample_tensor_matches_torchaudio_and_keeps_its_kernel():
+    import torch
+    import torchaudio.functional as AF
+
+    from bisep.audio import _resampler, resample_tensor
+
+    wav = torch.randn(2, 4410, requires_grad=True)
+    out = resample_tensor(wav, 44100, 16000)
+    torch.testing.assert_close(out, AF.resample(wav, 44100, 16000))
+    assert out.shape == (2, 1600) and out.requires_grad
+    assert _resampler(44100, 16000, torch.float32, wav.device) is \
+        _resampler(44100, 16000, torch.float32, wav.device)
+    assert resample_tensor(wav, 16000, 16000) is wav

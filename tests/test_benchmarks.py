@@ -18,10 +18,12 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # The line that carries each script's comparison measured in the same run.
 RATIO_LINES = {
     "corpus_extract.py": r"^mp4\s+2\s.*\d\.\d\dx\s+\d+\.\d\dx$",
+    "demo_request.py": r"^page / separation \d+\.\d\dx$",
     "inference_memory.py": r"^film_masknet:small\s+-?\d+\.\d\d\s+-?\d+\.\d\d$",
     "losses.py": r"^multisrc_neg_sisdr .*\d\.\dx$",
     "mix_plan.py": r"^audiocaps .*\d\.\dx",
     "onnx_rtf.py": r"^film_masknet:\w+\s+2\s+\d+\.\d{4}\s+\d+\.\d{4}\s+\S+\s+\d+\.\d\dx$",
+    "reference_free.py": r"^  time ratio reference-free / BSS-Eval: \d+\.\d\dx$",
     "scoring.py": r"^  speed ratio mir_eval / fast: \d+\.\dx$",
     "separator_rtf.py": r"^ConvTasNet \(\d+x\d+ blocks\)\s.*1\.00$",
     "stft_mask.py": r"^\s+\d+\s+\d+ fwd\s+triton\s.*1\.00$",
@@ -29,7 +31,9 @@ RATIO_LINES = {
 }
 # Longest first, so that the two workers finish close together.
 ORDER = ["inference_memory.py", "train_step.py", "separator_rtf.py", "stft_mask.py",
-         "corpus_extract.py", "scoring.py", "onnx_rtf.py", "losses.py", "mix_plan.py"]
+         "corpus_extract.py", "scoring.py", "onnx_rtf.py", "demo_request.py", "reference_free.py",
+         "losses.py",
+         "mix_plan.py"]
 
 
 def run_smoke(name: str) -> subprocess.CompletedProcess:

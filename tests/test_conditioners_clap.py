@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from bisep.conditioners.base import Conditioner
+from bisep.conditioners.clap_common import fit_to_clip
 from bisep.conditioners.hf_clap import HfClapConditioner
-from bisep.conditioners.laion_clap import LaionClapConditioner, fit_to_clip
+from bisep.conditioners.laion_clap import LaionClapConditioner
 from bisep.conditioners.query import Query, embed_queries
 
 PROMPTS = ["a dog barking", "violin music", "violin music"]

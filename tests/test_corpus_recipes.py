@@ -16,8 +16,9 @@ import yaml
 
 import corpus_fakes
 from bisep.data.captions import parse_caption
-from bisep.data.corpus import hash_split, slugify
 from bisep.data.manifest import DataError, item_caption, item_phrases, read_manifest
+from bisep.data.prompts import slugify
+from bisep.data.splits import hash_split
 from conftest import REPO
 
 RATE, SAMPLES = 16000, 8000
@@ -408,14 +409,19 @@ def test_separate_list_queries_each_item_with_its_phrases(prepared, tmp_path, mo
 
     asked = []
 
-    class Recorder:  # stands in for a trained model: records the queries, returns silence
-        def separate(self, wav, queries, rate):
-            asked.append([query.text for query in queries])
-            return np.zeros((len(queries), *wav.shape), np.float32)
+    from bisep.inference import SeparationResult
 
-    monkeypatch.setattr(separate, "load_separator", lambda args: Recorder())
     model = tmp_path / "model.pth"
     model.write_bytes(b"model")
+
+    class Recorder:  # stands in for a trained model: records the queries, returns silence
+        source, chunk_seconds, overlap = model, 8.0, 0.25
+
+        def separate(self, wav, queries, rate, channels_first=None):
+            asked.append([query.text for query in queries])
+            return [SeparationResult(query, np.zeros_like(wav), wav, rate) for query in queries]
+
+    monkeypatch.setattr(separate, "load_separator", lambda args: Recorder())
     manifest = prepared["audiocaps"]["data"] / "test.jsonl"
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         rc = main(["separate", str(model), "--list", str(manifest), "-o", str(tmp_path / "sep"),
@@ -426,3 +432,23 @@ def test_separate_list_queries_each_item_with_its_phrases(prepared, tmp_path, mo
     first = items[0]
     assert sorted(p.name for p in (tmp_path / "sep" / first["id"]).iterdir()) == \
         sorted(f"{label}.wav" for label in first["labels"])
+
+
+def test_a_preparer_without_prepare_is_named(tmp_path):
+    from bisep.data.manifest import DataError
+    from bisep.data.preparer import prepare_dataset
+
+    with pytest.raises(DataError, match="my_set.*function.*prepare\\(data_dir\\)"):
+        prepare_dataset(lambda out: None, tmp_path, "my_set")
+
+
+def test_a_corpus_plugin_with_the_old_build_name_still_works(tmp_path):
+    from bisep.data.corpus import CorpusDataset
+
+    class Old(CorpusDataset):
+        def build(self, clips, data_dir):
+            return {"train": ["item"]}
+
+    old = Old(str(tmp_path), 16000, 1.0, 0.5, 1, 0)
+    with pytest.warns(DeprecationWarning, match="manifest_items"):
+        assert old.manifest_items({}, tmp_path) == {"train": ["item"]}

@@ -14,12 +14,14 @@ import torch
 import yaml
 
 from bisep.data import mom as mom_module
+from bisep.data import mom_plan as plan_module
 from bisep.data import synth_music
 from bisep.data.manifest import DataError, read_manifest, write_manifest
-from bisep.data.mom import (MoMDataset, collate_mom, make_mom_plan, pad_phrases, read_plan,
-                            write_plan)
+from bisep.data.mom import MoMDataset, collate_mom, pad_phrases
+from bisep.data.mom_plan import make_mom_plan, read_plan, write_plan
 from bisep.data.prompts import (HELDOUT_TEMPLATE, TEMPLATES, fill, mixture_prompt, phrase)
 from bisep.data.synth_music import INSTRUMENTS, SPLITS, Renderer, SynthMusic, make_melody
+from bisep.hashing import sha256_of
 from conftest import REPO, run_cli
 
 TINY = yaml.safe_load((REPO / "tests" / "recipe_tiny" / "data.yaml").read_text())
@@ -199,7 +201,7 @@ CSOUND_SF2 = Path("/usr/share/sounds/sf2/sf_GMbank.sf2")  # tools/install.sh ins
 def test_clap_soundfonts_add_pool_clips_and_change_nothing_else(tiny, tmp_path):
     more = tmp_path / "more"
     meta = SynthMusic(**TINY, clap_soundfonts=[str(CSOUND_SF2)]).prepare(more)
-    assert meta["clap_soundfonts_sha256"] == [synth_music.sha256(CSOUND_SF2)]
+    assert meta["clap_soundfonts_sha256"] == [sha256_of(CSOUND_SF2)]
     pool = read_manifest(more / "clap_pool.jsonl")
     base_pool = read_manifest(tiny / "clap_pool.jsonl")
     assert len(pool) == 2 * len(base_pool)
@@ -323,18 +325,18 @@ def test_plan_same_as_before_the_label_index():
 def test_plan_same_on_each_path(monkeypatch, few):
     """The numpy path (labels in many groups), the loop, and the float cdf that rng.choice
     builds (used near a boundary; here forced) all pick the same groups."""
-    monkeypatch.setattr(mom_module, "_FEW", few)
+    monkeypatch.setattr(plan_module, "_FEW", few)
     check_plans_as_before()
-    real_init = mom_module._PartSampler.__init__
+    real_init = plan_module._PartSampler.__init__
 
     def init(self, *args):
         real_init(self, *args)
         self.margin = 1.0  # every draw falls back
 
-    monkeypatch.setattr(mom_module._PartSampler, "__init__", init)
+    monkeypatch.setattr(plan_module._PartSampler, "__init__", init)
     calls = []
-    real_choice = mom_module._PartSampler._choice_group
-    monkeypatch.setattr(mom_module._PartSampler, "_choice_group",
+    real_choice = plan_module._PartSampler._choice_group
+    monkeypatch.setattr(plan_module._PartSampler, "_choice_group",
                         lambda self, u, blocked: calls.append(u) or real_choice(self, u, blocked))
     check_plans_as_before()
     assert len(calls) > 1000
@@ -349,7 +351,7 @@ def test_plan_parts_uniform_over_compatible_clips():
               "g": ["v"]}
     items = [{"id": key, "labels": value} for key, value in labels.items()]
     vocabulary = {lab: i for i, lab in enumerate(sorted({l for v in labels.values() for l in v}))}
-    sampler = mom_module._PartSampler(items, vocabulary)
+    sampler = plan_module._PartSampler(items, vocabulary)
     expected = {}
     for first in labels:
         partners = [o for o in labels if not set(labels[o]) & set(labels[first])]
@@ -562,3 +564,11 @@ def test_check_clips_names_a_bad_clip_before_training(tiny, plan, tmp_path, monk
     with pytest.raises(DataError, match=rf"{paths[-1]}: {audio.shape[0] - 5} samples, but "):
         ds.check_clips()
     assert ds._cache == {}
+
+
+def test_plain_names_are_the_ones_that_can_name_a_file():
+    from bisep.data.manifest import is_plain_name
+
+    assert is_plain_name("train_000123") and is_plain_name("é" * 125)
+    assert not any(is_plain_name(name) for name in
+                   ["", ".hidden", "a/b", "a\\b", "é" * 126, 3, None])

@@ -12,7 +12,7 @@ from bisep.losses.audio_text import energy_share_loss
 from bisep.train.clap_batches import (ARTEFACT, BatchMaker, ClipSet, masked_outputs,
                                       target_artefacts)
 from bisep.train.clap_eval import margin_sdr_correlation, spearman
-from bisep.train.mini_clap import load_train_config
+from bisep.train.clap_config import load_train_config
 from conftest import REPO, run_cli
 from test_mini_clap import TINY_CONF, write_tiny_data
 
@@ -258,6 +258,7 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
     assert configs["train_weak_sym"]["criterions"][0]["conf"]["symmetric"] is True
     assert configs["train_weak_t005"]["criterions"][0]["conf"]["temperature"] == 0.05
     assert weights["train_weak_cnt2"]["clap_contrastive"] == 2.0
+    assert weights["train_weak_no_crl_cnt2"] == {"clap_contrastive": 2.0, "mix_separate": 5.0}
     assert configs["train_weak_k2"]["data"]["num_phrases"] == 2
     assert configs["train_weak_long"]["trainer"]["max_steps"] == 4 * base["trainer"]["max_steps"]
     assert configs["train_weak_sisdr"]["trainer"]["monitor"] == "val_si_sdr"
@@ -265,5 +266,5 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
     plan = subprocess.run([sys.executable, "local/full_plan.py", "--conf", "conf/screen.yaml"],
                           cwd=recipe, capture_output=True, text=True, check=True).stdout
     tags = [line.split("\t")[1] for line in plan.splitlines() if line.startswith("run\t")]
-    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 12
+    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 14
     assert any(line.startswith("clap\t") for line in plan.splitlines())

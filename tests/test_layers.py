@@ -7,14 +7,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "toolkit" / "bisep"
 
 # docs/architecture.md, "Layer rules", lowest first.
 LAYERS = [
-    ("bisep.errors", "bisep.atomic", "bisep.outdir", "bisep.data.prompts",
+    ("bisep.errors", "bisep.atomic", "bisep.outdir", "bisep.hashing", "bisep.naming", "bisep.data.prompts",
      "bisep.data.captions"),
     ("bisep.losses", "bisep.dsp"),
     ("bisep.audio", "bisep.data"),
     ("bisep.metrics",),
     ("bisep.separators", "bisep.conditioners"),
     ("bisep.hookspecs", "bisep.registry", "bisep.builtin", "bisep.config", "bisep.checkpoint"),
-    ("bisep.inference", "bisep.train", "bisep.report", "bisep.export"),
+    ("bisep.inference", "bisep.train", "bisep.report", "bisep.export", "bisep.demo",
+     "bisep.shards", "bisep.apps"),
     ("bisep.cli", "bisep.__main__"),
 ]
 # The documented exceptions: mini_clap and laion_clap read their weights with

@@ -5,6 +5,7 @@ The conditioner is built once per module (MiniLM loads in a few seconds); the tr
 synthetic tones as "instruments" and a tower a few hundred parameters wide.
 """
 import json
+import time
 import shutil
 
 import numpy as np
@@ -15,8 +16,9 @@ from bisep.checkpoint import CheckpointError, save
 from bisep.conditioners.mini_clap import MINILM_SHA256, MiniClapConditioner, minilm_dir
 from bisep.losses.audio_text import (energy_share_loss, multi_label_loss, same_labels,
                                      subset_positives)
-from bisep.train.mini_clap import checkpoint_package, load_train_config
-from conftest import REPO, run_cli
+from bisep.train.clap_config import load_train_config
+from bisep.train.mini_clap import checkpoint_package
+from conftest import BIN, REPO, run_cli
 
 PROMPTS = ["the sound of a violin", "the sound of a flute", "the sound of a violin"]
 TINY_CONF = REPO / "tests" / "recipe_tiny" / "mini_clap.yaml"
@@ -265,3 +267,43 @@ def test_train_clap_cli_errors(tmp_path):
     assert "Traceback" not in out.stderr
     out = run_cli("train-clap", "--print-config", "steps=7")
     assert out.returncode == 0 and "steps: 7" in out.stdout
+
+
+def test_train_clap_killed_run_continues_at_its_step(tmp_path):
+    """A run killed (SIGKILL) after a periodic checkpoint continues from it and ends with
+    the weights of a run never stopped; metrics.csv keeps one row per step."""
+    import csv
+    import subprocess
+
+    data = tmp_path / "data"
+    write_tiny_data(data)
+    args = ["train-clap", "--data-dir", data, "--conf", TINY_CONF, "clip_seconds=1.0",
+            "steps=40", "checkpoint_every=2", "log_every=1"]
+    whole = run_cli(*args, "--out-dir", tmp_path / "whole", check=True)
+    assert "continuing" not in whole.stdout
+    out = tmp_path / "killed"
+    state = out / "checkpoints" / "last.pth"
+    process = subprocess.Popen([str(BIN / "bisep"), *map(str, args), "--out-dir", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not state.exists() and process.poll() is None:
+            time.sleep(0.02)
+    finally:
+        process.kill()
+        process.wait()
+    assert state.exists()
+    stopped = torch.load(state, weights_only=True)["step"]
+    assert 2 <= stopped < 40 and stopped % 2 == 0
+    resumed = run_cli(*args, "--out-dir", out, check=True)
+    assert f"continuing from step {stopped}/40" in resumed.stdout
+    assert f"step {stopped + 1}/40" in resumed.stdout and "step 1/40" not in resumed.stdout
+    first = torch.load(tmp_path / "whole" / "mini_clap.pth", weights_only=True)
+    second = torch.load(out / "mini_clap.pth", weights_only=True)
+    for key, value in first["state_dict"].items():
+        torch.testing.assert_close(second["state_dict"][key], value, rtol=0, atol=0)
+    with open(out / "logs" / "metrics.csv", newline="") as handle:
+        steps = [int(row["step"]) for row in csv.DictReader(handle)]
+    assert steps == list(range(1, 41))
+    # Another experiment in the same folder is refused, naming the key that differs.
+    other = run_cli(*[a if a != "steps=40" else "steps=41" for a in args], "--out-dir", out)
+    assert other.returncode == 2 and "last.pth" in other.stderr and "steps" in other.stderr

@@ -69,9 +69,17 @@ def test_every_stage_writes_its_outputs(recipe_run):
     assert summary["items"] == {"listed": len(test_items), "scored": len(test_items),
                                 "skipped": 0}
     assert len(rows) - 1 == summary["rows"] == sum(len(it["labels"]) for it in test_items)
+    # 6: the reference-free proxy, and the model folder whose card holds these scores
+    proxy = json.loads((weak / "scores_reference_free" / "summary.json").read_text())
+    assert proxy["rows"] == summary["rows"] and "clap_gain" in proxy["metrics"]
+    card = (weak / "model_folder" / "README.md").read_text()
+    assert f"| sdri | {round(summary['metrics']['sdri']['mean'], 3)} |" in card
+    from bisep.inference import Separator
+    assert Separator.from_pretrained(weak / "model_folder").sample_rate == 16000
     # 7: the results page
     results = (exp / "RESULTS.md").read_text()
     assert "SDRi" in results and "weak" in results
+    assert "Reference-free score beside SDR" in results and "rho(gain, SDRi)" in results
     assert (exp / "RESULTS.png").stat().st_size > 10_000
     assert "SDRi" in out.stdout  # the table is printed
 
@@ -87,6 +95,45 @@ def test_stage_range_reruns_only_those_stages(recipe_run):
     assert "Stage 6" in out.stdout and "Stage 5" not in out.stdout
     assert (exp / "RESULTS.md").exists()
     assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_nj_2_gives_the_scores_of_nj_1(recipe_run):
+    # Stages 5-6 again on the trained model with --nj 2: the test list and the scoring list
+    # are each split into two jobs (utils/run_jobs.sh), and the merged results match the
+    # one-job run of the fixture.
+    import shutil
+
+    from bisep.audio import read
+
+    root, _ = recipe_run
+    one, two = root / "exp" / "weak", root / "exp_nj2" / "weak"
+    two.mkdir(parents=True)
+    shutil.copy(one / "model.pth", two / "model.pth")
+    out = run_recipe(root, "--stage", 5, "--stop_stage", 6, "--nj", 2,
+                     "--exp_dir", root / "exp_nj2")
+    assert "jobs 1-2 finished" in out.stdout
+    for n in (1, 2):
+        assert "separated" in (two / "logs" / f"separate.{n}.log").read_text()
+        assert "scored" in (two / "logs" / f"score.{n}.log").read_text()
+    for name in ("per_item.csv", "summary.json"):
+        assert (two / "scores" / name).read_bytes() == (one / "scores" / name).read_bytes(), name
+
+    def listed(folder):
+        rows = [json.loads(line) for line in
+                (folder / "separated" / "items.jsonl").read_text().splitlines()]
+        return [(row["id"], (folder / "separated" / row["mixture"]).resolve(),
+                 {k: (folder / "separated" / v).resolve() for k, v in row["sources"].items()},
+                 {k: folder / "separated" / v for k, v in row["estimates"].items()})
+                for row in rows]
+
+    items_one, items_two = listed(one), listed(two)
+    assert [row[:3] for row in items_one] == [row[:3] for row in items_two]
+    assert any("split2/2" in str(path) for row in items_two for path in row[3].values())
+    for row_one, row_two in zip(items_one, items_two):
+        for label, path in row_one[3].items():
+            assert (read(path)[0] == read(row_two[3][label])[0]).all()
+    for stage in (5, 6):
+        assert f"Stage {stage}" in (two / "logs" / f"stage{stage}.log").read_text()
 
 
 def test_clap_margin_probe_reads_the_recipe_outputs(recipe_run, tmp_path):

@@ -226,12 +226,12 @@ def test_stage_commands_and_resume_scripts(fake):
          f"{exp}/weak_s2/separated", "--device", "cpu"],
         [*bisep, "separate", f"{exp}/my_unsup_s2", "--list", f"{data}/test.jsonl", "-o",
          f"{exp}/my_unsup_s2/separated", "--device", "cpu"],
-        [*bisep, "score", "--list", f"{exp}/weak_s2/separated/items.jsonl", "--out-dir",
-         f"{exp}/weak_s2/scores"],
-        [*bisep, "score", "--list", f"{exp}/my_unsup_s2/separated/items.jsonl", "--out-dir",
-         f"{exp}/my_unsup_s2/scores"],
+        *score_calls(exp, "weak_s2"), *score_calls(exp, "my_unsup_s2"),
         [*bisep, "report", "--exp-dir", str(exp), "-o", f"{exp}/RESULTS.md"],
     ]
+    # Each stage's output is also in its log.
+    assert "Stage 4: training weak_s2" in (exp / "weak_s2" / "logs" / "stage4.log").read_text()
+    assert "Stage 1: data preparation" in (exp / "logs" / "stage1.log").read_text()
     resumes = sorted(p.relative_to(exp).as_posix() for p in exp.rglob("resume_stage*.sh"))
     assert resumes == ["mini_clap/resume_stage3.sh", "my_unsup_s2/resume_stage4.sh",
                        "my_unsup_s2/resume_stage5.sh", "my_unsup_s2/resume_stage6.sh",
@@ -248,6 +248,152 @@ def test_stage_commands_and_resume_scripts(fake):
         [*bisep, "train", "--config", f"{conf}/train_weak.yaml", "--data-dir", str(data),
          "--dump-dir", str(dump), "--exp-dir", f"{exp}/weak_s2", ckpt, "trainer.max_steps=2",
          "seed=3"]]
+
+
+def score_calls(exp, tag, nj=1, shards=1, extra=()):
+    """Stage 6's calls: the list split into shards, one `bisep score` job each, the merge,
+    then the reference-free proxy and the model folder."""
+    split = f"{exp}/{tag}/scores/split{nj}"
+    return [["-m", "bisep", "shards", "split", f"{exp}/{tag}/separated/items.jsonl", "--nj",
+             str(nj), "--out-dir", split],
+            *(["-m", "bisep", "score", "--list", f"{split}/items.{n}.jsonl", "--out-dir",
+               f"{split}/{n}", *extra] for n in range(1, shards + 1)),
+            ["-m", "bisep", "shards", "merge-scores", "--out-dir", f"{exp}/{tag}/scores",
+             *(f"{split}/{n}" for n in range(1, shards + 1))],
+            ["-m", "bisep", "score", "--reference-free", "--model", f"{exp}/{tag}", "--list",
+             f"{exp}/{tag}/separated/items.jsonl", "--out-dir",
+             f"{exp}/{tag}/scores_reference_free"],
+            ["-m", "bisep", "export-model", f"{exp}/{tag}", f"{exp}/{tag}/model_folder",
+             "--overwrite", "--skip-unportable"]]
+
+
+def test_ngpu_num_nodes_nj_and_cmd(fake, tmp_path):
+    data, dump, exp, conf = fake["data"], fake["dump"], fake["exp"], fake["conf"]
+    touch(data / "train.jsonl", data / "valid.jsonl", dump / "mom_train.jsonl",
+          dump / "mom_valid.jsonl", exp / "mini_clap" / "mini_clap.pth", exp / "weak" / "model.pth")
+    # A test list of 5 items and the items.jsonl of 5 separated items: 3 jobs of 2, 2, 1.
+    (data / "test.jsonl").write_text("".join(f'{{"id": "t{i}"}}\n' for i in range(5)))
+    # A job backend that records how it was called, then runs the jobs like run_jobs.sh.
+    backend = tmp_path / "bin" / "backend.sh"
+    calls = tmp_path / "backend.txt"
+    backend.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\n"
+                       f"exec {SHARED.parent / 'utils' / 'run_jobs.sh'} \"$@\"\n")
+    backend.chmod(0o755)
+    weak = conf / "train_weak.yaml"
+    # Several nodes need a backend that spans them.
+    out = run_recipe(*options(fake, "--stage", 4, "--stop_stage", 4, "--train_configs", weak,
+                              "--ngpu", 4, "--num_nodes", 2))
+    assert out.returncode == 1 and "the local backend runs on this machine only" in out.stdout
+    assert fake["calls"]() == []
+    out = run_recipe(*options(fake, "--stage", 4, "--stop_stage", 5, "--train_configs", weak,
+                              "--ngpu", 4, "--nj", 3, "--gpu_inference", "true",
+                              "--cmd", f"{backend} --max_jobs_run 2",
+                              "--train_args", "trainer.devices=2"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    bisep = ["-m", "bisep"]
+    split = f"{exp}/weak/separated/split3"
+    made = fake["calls"]()
+    assert made[:2] == [
+        [*bisep, "train", "--config", str(weak), "--data-dir", str(data), "--dump-dir", str(dump),
+         "--exp-dir", f"{exp}/weak", f"conditioner_conf.checkpoint={exp}/mini_clap/mini_clap.pth",
+         "trainer.accelerator=gpu", "trainer.devices=4", "trainer.strategy=ddp",
+         "trainer.devices=2"],
+        [*bisep, "shards", "split", f"{data}/test.jsonl", "--nj", "3", "--out-dir", split]]
+    # The jobs run two at a time, so they may start in any order.
+    assert sorted(made[2:5]) == [
+        [*bisep, "separate", f"{exp}/weak", "--device", "cuda", "--list",
+         f"{split}/test.{n}.jsonl", "-o", f"{split}/{n}", "--no-progress"] for n in (1, 2, 3)]
+    assert made[5:] == [
+        [*bisep, "shards", "merge-separated", "--manifest", f"{data}/test.jsonl", "--out-dir",
+         f"{exp}/weak/separated", f"{split}/1", f"{split}/2", f"{split}/3"]]
+    backend_calls = calls.read_text().splitlines()
+    assert backend_calls[0].startswith(f"--max_jobs_run 2 --gpu 4 --num_nodes 1 "
+                                       f"{exp}/weak/logs/train.log {fake['python']} -m bisep train")
+    assert backend_calls[1].startswith(f"--max_jobs_run 2 --gpu 1 JOB=1:3 "
+                                       f"{exp}/weak/logs/separate.JOB.log")
+    for n in (1, 2, 3):
+        assert f"--list {split}/test.{n}.jsonl" in (exp / "weak" / "logs" /
+                                                      f"separate.{n}.log").read_text()
+    stage5 = (exp / "weak" / "logs" / "stage5.log").read_text()
+    assert "Stage 5: separating" in stage5 and "jobs 1-3 finished" in stage5
+
+    # More jobs than items: one job per item.
+    touch(exp / "weak" / "separated" / "items.jsonl")
+    (exp / "weak" / "separated" / "items.jsonl").write_text('{"id": "a"}\n{"id": "b"}\n')
+    out = run_recipe(*options(fake, "--stage", 6, "--stop_stage", 6, "--train_configs", weak,
+                              "--nj", 8, "--score_args", "--backend mir_eval"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    expected = score_calls(exp, "weak", nj=8, shards=2, extra=["--backend", "mir_eval"])
+    made = fake["calls"]()[-len(expected):]
+    assert made[0] == expected[0] and made[3:] == expected[3:]
+    assert sorted(made[1:3]) == expected[1:3]  # the two scoring jobs, in either order
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--nj", "0"], "--nj takes a number of jobs (1 or more), not '0'"),
+    (["--ngpu", "two"], "--ngpu takes a number of GPUs (0 for CPU), not 'two'"),
+    (["--num_nodes", "2"], "--num_nodes 2 trains with DDP on GPUs: give --ngpu"),
+    (["--cmd", "utils/nope.sh"], "--cmd utils/nope.sh: not found"),
+])
+def test_bad_scaling_options(fake, args, message):
+    out = run_recipe(*options(fake, *args))
+    assert out.returncode == 1 and message in out.stderr, out.stderr
+    assert fake["calls"]() == []
+
+
+def test_job_backends(tmp_path):
+    run_jobs = SHARED.parent / "utils" / "run_jobs.sh"
+    # At most --max_jobs_run at once; each job's JOB replaced; a failed job named.
+    script = ("echo start >> {d}/events; sleep 0.3; echo JOB > {d}/out.JOB; "
+              "echo end >> {d}/events; [ JOB != 3 ]").format(d=tmp_path)
+    out = subprocess.run([run_jobs, "--max_jobs_run", "2", "JOB=1:4", tmp_path / "log/j.JOB.log",
+                          "sh", "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and f"1 of 4 jobs failed" in out.stderr
+    assert f"{tmp_path}/log/j.3.log" in out.stderr and "j.1.log" not in out.stderr
+    assert [(tmp_path / f"out.{n}").read_text() for n in range(1, 5)] == [f"{n}\n" for n in range(1, 5)]
+    running = peak = 0
+    for event in (tmp_path / "events").read_text().split():
+        running += 1 if event == "start" else -1
+        peak = max(peak, running)
+    assert peak == 2
+    assert "# Ended (code 1)" in (tmp_path / "log" / "j.3.log").read_text()
+
+    # The SLURM backend writes a batch script and submits it as an array with sbatch --wait;
+    # a fake sbatch records the options and runs the array's tasks here.
+    bin_dir = tmp_path / "slurm-bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(
+        "#!/usr/bin/env bash\n"
+        f"echo \"$@\" > {tmp_path}/sbatch.txt\n"
+        "script=${@: -1}; array=; out=\n"
+        "while [ $# -gt 1 ]; do case $1 in --array) array=${2%%%*};; --output) out=$2;; esac; shift; done\n"
+        "status=0\n"
+        "if [ -z \"$array\" ]; then bash $script > $out 2>&1 || status=1; exit $status; fi\n"
+        "for ((i=${array%-*}; i<=${array#*-}; i++)); do\n"
+        "  SLURM_ARRAY_TASK_ID=$i bash $script > ${out//%a/$i} 2>&1 || status=1\n"
+        "done\nexit $status\n")
+    (bin_dir / "srun").write_text("#!/bin/sh\nexec \"$@\"\n")
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    slurm = SHARED.parent / "utils" / "slurm_jobs.sh"
+    out = subprocess.run([slurm, "--partition", "gpu", "--time", "1:00:00", "--max_jobs_run", "2",
+                          "JOB=1:3", tmp_path / "slog/s.JOB.log", "sh", "-c", "echo task JOB"],
+                         capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    sbatch = (tmp_path / "sbatch.txt").read_text()
+    assert "--wait" in sbatch and "--array 1-3%2" in sbatch and "--partition gpu" in sbatch
+    assert f"--output {tmp_path}/slog/s.%a.log" in sbatch and "--ntasks 1" in sbatch
+    for n in (1, 2, 3):
+        assert f"task {n}" in (tmp_path / "slog" / f"s.{n}.log").read_text()
+    # A GPU job: G tasks per node under srun, as Lightning's SLURM environment expects.
+    out = subprocess.run([slurm, "--gpu", "4", "--num_nodes", "2", tmp_path / "slog/train.log",
+                          "sh", "-c", "exit 3"], capture_output=True, text=True, timeout=60,
+                         env=env, cwd=tmp_path)
+    assert out.returncode == 1 and "failed" in out.stderr
+    sbatch = (tmp_path / "sbatch.txt").read_text()
+    assert "--nodes 2" in sbatch and "--gres gpu:4 --ntasks-per-node 4" in sbatch
+    assert "srun " in (tmp_path / "slog" / "q" / "train.sh").read_text()
 
 
 def test_clap_checkpoint_skips_stage_3(fake):

@@ -237,13 +237,31 @@ def test_corrupt_records_name_the_file(seeds_dir, tmp_path):
 
 
 def test_rows_name_the_checkpoint_selection_and_audio_queries(tmp_path):
-    from bisep.report import Experiment, _mode_text
+    from bisep.report import Experiment
+    from bisep.report.tables import mode_text
 
     def exp(config):
         return Experiment("t", tmp_path, "unsupervised", "config.yaml", {}, None, config)
 
     clipsep = exp({"trainer": {"monitor": "val_si_sdr"}, "data": {"query_source": "audio"}})
     assert clipsep.selection == "val_si_sdr (stems)"
-    assert _mode_text(clipsep) == "unsupervised, audio queries"
+    assert mode_text(clipsep) == "unsupervised, audio queries"
     plain = exp({"trainer": {"monitor": "val_loss"}, "data": {"query_source": "text"}})
-    assert plain.selection == "val_loss" and _mode_text(plain) == "unsupervised"
+    assert plain.selection == "val_loss" and mode_text(plain) == "unsupervised"
+
+
+def test_claims_file_replaces_the_papers_ratios(exp_dir, tmp_path):
+    claims = tmp_path / "claims.yaml"
+    claims.write_text("claims:\n  - {numerator: semi, denominator: unsupervised, "
+                      "paper: '2.0 (other paper)'}\n")
+    rc, out, err = cli("report", "--exp-dir", exp_dir, "--no-figure", "-o", tmp_path / "r.md",
+                       "--claims", claims)
+    assert rc == 0, err
+    text = (tmp_path / "r.md").read_text()
+    assert "| semi / unsupervised | 2.0 (other paper) |" in text
+    assert "1.71 (+71%)" not in text and "semi / unsupervised" in out
+    claims.write_text("claims:\n  - {numerator: weakly, denominator: unsupervised, paper: x}\n")
+    rc, _, err = cli("report", "--exp-dir", exp_dir, "--no-figure", "--claims", claims)
+    assert rc == 2 and "claims.yaml: claims[0]" in err and "numerator 'weakly'" in err
+    rc, _, err = cli("report", "--exp-dir", exp_dir, "--claims", tmp_path / "none.yaml")
+    assert rc == 2 and "none.yaml" in err and "--claims" in err

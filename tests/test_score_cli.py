@@ -12,7 +12,7 @@ import soundfile as sf
 
 from bisep.cli.main import main
 from bisep.metrics import score_item
-from bisep.metrics.files import items_from_dirs, load_item
+from bisep.metrics.files import ScoreInputError, items_from_dirs, items_from_list, load_item
 
 BISEP = Path(sys.executable).parent / "bisep"
 RATE = 16000
@@ -96,6 +96,12 @@ def test_score_folders_writes_rows_and_summary(dataset):
     assert summary["items"] == {"listed": 3, "scored": 3, "skipped": 0}
     assert summary["sample_rate"] == 16000 and summary["backend"] == "fast"
     assert sorted(os.listdir(out)) == ["per_item.csv", "summary.json"]  # no temp files left
+    # The command is a skin over score_files: the same report from Python.
+    from bisep.metrics.report import score_files
+
+    report = score_files(items_from_dirs(dataset / "ref", dataset / "est", dataset / "mix"))
+    assert report.csv_text() == (out / "per_item.csv").read_text()
+    assert report.summary == summary and "scored 3 of 3 items" in report.table()
 
 
 def test_score_list_with_mir_eval_agrees_with_fast(dataset):
@@ -326,3 +332,54 @@ def test_bad_lists(tmp_path, capsys, content, message):
     (tmp_path / "items.jsonl").write_text(content)
     err = score_error(capsys, "--list", tmp_path / "items.jsonl")
     assert message in err
+
+
+def test_reference_free_scores_a_separated_list_and_real_mixtures(tmp_path, use_plugins):
+    import contextlib
+    import io
+
+    from bisep.apps.reference_free import score_reference_free
+    from bisep.inference import Separator
+    from test_separate import save_model, separate_list, write_manifest_set
+    import torch
+
+    registry = use_plugins("example")
+    model = save_model(registry, tmp_path / "model.pth")
+    out_dir = tmp_path / "sep"
+    rc, _, err = separate_list(model, "--list", write_manifest_set(tmp_path / "data"), "-o",
+                               out_dir)
+    assert rc == 0, err
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["score", "--reference-free", "--model", str(model), "--list",
+                   str(out_dir / "items.jsonl"), "--out-dir", str(tmp_path / "rf")])
+    assert rc == 0, err.getvalue()
+    assert "scored 3 of 3 items (6 sources)" in out.getvalue()
+    rows = list(csv.DictReader((tmp_path / "rf" / "per_item.csv").open()))
+    assert [r["source"] for r in rows[:2]] == ["flute", "violin"]
+    summary = json.loads((tmp_path / "rf" / "summary.json").read_text())
+    assert summary["kind"].startswith("reference-free")
+    # The score is the cosine of the estimate's and the query's embeddings (checked by hand).
+    encoder = Separator.from_pretrained(model, registry=registry).conditioner
+    first = json.loads((out_dir / "items.jsonl").read_text().splitlines()[0])
+    estimate = sf.read(out_dir / first["estimates"]["flute"], dtype="float32")[0]
+    emb = encoder.embed_audio(torch.from_numpy(estimate)[None])[0]
+    text = encoder.embed_text([first["queries"]["flute"]])[0]
+    expected = float(torch.nn.functional.cosine_similarity(emb, text, dim=0))
+    assert abs(float(rows[0]["clap_score"]) - expected) < 1e-3
+    mixture = sf.read(out_dir / first["mixture"], dtype="float64")[0]
+    split = 10 * np.log10(np.sum(estimate.astype(np.float64) ** 2)
+                          / np.sum((mixture - estimate) ** 2))
+    assert abs(float(rows[0]["energy_split_db"]) - split) < 1e-3
+    # A real mixture has no stems: a list without "sources" is scored all the same.
+    lines = [json.loads(line) for line in (out_dir / "items.jsonl").read_text().splitlines()]
+    moved = out_dir / "real.jsonl"  # beside items.jsonl: the relative paths still resolve
+    moved.write_text("".join(json.dumps({k: v for k, v in line.items() if k != "sources"})
+                             + "\n" for line in lines))
+    report = score_reference_free(encoder, items_from_list(moved, references=False))
+    assert [r["clap_score"] for r in report.rows] == pytest.approx(
+        [float(r["clap_score"]) for r in rows], abs=1e-4)
+    with pytest.raises(ScoreInputError, match="sources"):
+        items_from_list(moved)  # an SDR run still needs references
+    rc = main(["score", "--reference-free", "--list", str(moved)])
+    assert rc == 2  # no --model

@@ -6,7 +6,7 @@ import soundfile as sf
 import torch
 
 from bisep import checkpoint
-from bisep.inference import Separator, query_slug
+from bisep.inference import Separator
 from conftest import run_cli
 
 
@@ -34,8 +34,8 @@ def test_chunked_overlap_add_reconstructs_with_identity_masks(tmp_path, use_plug
     for chunk, overlap in [(None, 0.25), (0.5, 0.25), (0.7, 0.5), (1.0, 0.0)]:
         sep = Separator.from_pretrained(path, registry=registry, chunk_seconds=chunk, overlap=overlap)
         out = sep.separate(wav, ["violin", "flute"], 8000)
-        assert out.shape == (2, 2, wav.shape[1])
-        np.testing.assert_allclose(out[0], wav, atol=2e-4, err_msg=f"chunk={chunk} overlap={overlap}")
+        assert [r.target.shape for r in out] == [wav.shape] * 2
+        np.testing.assert_allclose(out[0].target, wav, atol=2e-4, err_msg=f"chunk={chunk} overlap={overlap}")
 
 
 def test_outputs_follow_query_and_input_rate(tmp_path, use_plugins):
@@ -43,10 +43,12 @@ def test_outputs_follow_query_and_input_rate(tmp_path, use_plugins):
     sep = Separator.from_pretrained(save_model(registry, tmp_path / "m.pth"), registry=registry)
     wav = tone(1.0, 16000)  # the model runs at 8 kHz: resampled there and back
     out = sep.separate(wav, ["violin", "flute"], 16000)
-    assert out.shape == (2, 1, 16000)
-    assert not np.allclose(out[0], out[1])  # different queries, different masks
-    again = sep.separate(wav[0], ["flute"], 16000)
-    np.testing.assert_allclose(again[0], out[1], atol=1e-6)
+    assert [(r.query, r.target.shape, r.sample_rate) for r in out] == [
+        ("violin", (1, 16000), 16000), ("flute", (1, 16000), 16000)]
+    assert not np.allclose(out[0].target, out[1].target)  # different queries, different masks
+    np.testing.assert_allclose(out[0].target + out[0].residual, wav, atol=1e-6)
+    again = sep.separate(wav[0], ["flute"], 16000)  # mono in, mono out
+    np.testing.assert_allclose(again[0].target, out[1].target[0], atol=1e-6)
     with pytest.raises(ValueError, match="query text '' is empty"):
         sep.separate(wav, [""], 16000)
     with pytest.raises(ValueError, match="no query given"):
@@ -57,13 +59,35 @@ def test_outputs_follow_query_and_input_rate(tmp_path, use_plugins):
         sep.separate(bad, ["violin"], 16000)
 
 
+def test_input_layouts_and_ambiguous_shapes(tmp_path, use_plugins):
+    from bisep.errors import UserError
+
+    registry = use_plugins("example")
+    sep = Separator.from_pretrained(save_model(registry, tmp_path / "m.pth"), registry=registry)
+    stereo = tone(0.5, 8000, channels=2)  # (channels, time)
+    first, = sep.separate(stereo, ["violin"], 8000)
+    # soundfile's (time, channels) and a tensor give the same, in their own layout.
+    for wav, back in [(stereo.T, lambda x: x.T), (torch.from_numpy(stereo), lambda x: x)]:
+        again, = sep.separate(wav, ["violin"], 8000)
+        assert again.target.shape == tuple(wav.shape)
+        np.testing.assert_allclose(back(again.target), first.target, atol=1e-6)
+        np.testing.assert_allclose(back(again.residual), stereo - first.target, atol=1e-6)
+    for shape in [(2, 2), (6, 5), (40, 30)]:
+        with pytest.raises(UserError, match=rf"shape \({shape[0]}, {shape[1]}\).*channels_first"):
+            sep.separate(np.zeros(shape, np.float32), ["violin"], 8000)
+    # Said explicitly, a short or square signal is taken as given.
+    tiny, = sep.separate(np.full((2, 2), 0.1, np.float32), ["violin"], 8000, channels_first=True)
+    assert tiny.target.shape == (2, 2)
+    with pytest.raises(UserError, match="query text '  ' is empty"):
+        sep.separate(stereo, ["  "], 8000)
+
+
 def test_separate_file_names_outputs(tmp_path, use_plugins):
     registry = use_plugins("example")
     sep = Separator.from_pretrained(save_model(registry, tmp_path / "m.pth"), registry=registry)
     sf.write(tmp_path / "song.wav", tone(0.5, 8000)[0], 8000)
     paths = sep.separate_file(tmp_path / "song.wav", ["Acoustic guitar!"], tmp_path / "out")
     assert [p.name for p in paths] == ["song_acoustic_guitar.wav"]
-    assert query_slug("  ") == "query"
 
 
 def test_checkpoint_with_unknown_conditioner(tmp_path, use_plugins):
@@ -91,8 +115,9 @@ def test_cli_folder_mode_reports_bad_files_and_runs_the_rest(tmp_path, use_plugi
     assert "nan.wav: 1 samples are NaN" in out.stderr
     assert "separated 2 of 4 file(s)" in out.stdout
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == ["a_flute.wav", "a_violin.wav", "b_flute.wav", "b_violin.wav"]
-    b, rate = sf.read(tmp_path / "out" / "b_violin.wav", always_2d=True)
+    assert written == ["a_flute-not-speech.wav", "a_violin-not-speech.wav",
+                       "b_flute-not-speech.wav", "b_violin-not-speech.wav"]
+    b, rate = sf.read(tmp_path / "out" / "b_violin-not-speech.wav", always_2d=True)
     assert rate == 16000 and b.shape == (6400, 2)
 
 
@@ -105,7 +130,7 @@ def test_cli_audio_query_and_errors(tmp_path, use_plugins, plugin_sites):
     out = run_cli("separate", model, tmp_path / "mix.wav", "-o", tmp_path / "o", "--audio-query",
                   tmp_path / "ref_violin.wav", "--no-progress", pythonpath=site)
     assert out.returncode == 0, out.stderr
-    assert (tmp_path / "o" / "mix_ref_violin.wav").exists()
+    assert (tmp_path / "o" / "mix_audio-ref_violin.wav").exists()
     out = run_cli("separate", model, tmp_path / "mix.wav", "-o", tmp_path / "o", "--query", "",
                   pythonpath=site)
     assert out.returncode == 2 and "query text '' is empty" in out.stderr
@@ -173,7 +198,7 @@ def test_cli_list_mode_writes_estimates_and_a_score_list(tmp_path, use_plugins, 
     # The query of a label is its phrase: the same output as asking for it directly.
     sep = Separator.from_pretrained(model, registry=registry)
     mix, rate = sf.read(tmp_path / "data" / "wav" / "test" / "test_001.wav", dtype="float32")
-    direct = sep.separate(mix, ["the sound of an acoustic guitar"], rate)[0, 0]
+    direct = sep.separate(mix, ["the sound of an acoustic guitar"], rate)[0].target
     np.testing.assert_allclose(sf.read(out_dir / "test_001" / "acoustic_guitar.wav")[0], direct,
                                atol=1e-6)
     items = [json.loads(line) for line in (out_dir / "items.jsonl").read_text().splitlines()]
@@ -181,7 +206,9 @@ def test_cli_list_mode_writes_estimates_and_a_score_list(tmp_path, use_plugins, 
                         "sources": {"flute": "../../data/wav/test/test_000/flute.wav",
                                     "violin": "../../data/wav/test/test_000/violin.wav"},
                         "estimates": {"flute": "test_000/flute.wav",
-                                      "violin": "test_000/violin.wav"}}
+                                      "violin": "test_000/violin.wav"},
+                        "queries": {"flute": "the sound of a flute",
+                                    "violin": "the sound of a violin"}}
     record = json.loads((out_dir / "separation.json").read_text())
     assert record["manifest"] == str(manifest.resolve()) and len(record["model_sha256"]) == 64
     # What stage 6 does with it, in a real subprocess.
@@ -194,6 +221,12 @@ def test_cli_list_mode_writes_estimates_and_a_score_list(tmp_path, use_plugins, 
     (out_dir / "items.jsonl").unlink()
     rc, out, err = separate_list(tmp_path / "exp", "--list", manifest, "-o", out_dir)
     assert rc == 0 and "(3 already done)" in out and (out_dir / "items.jsonl").exists()
+    assert before == {p: p.stat().st_mtime_ns for p in out_dir.rglob("*.wav")}
+    # The same run from Python: the same model and manifest, so nothing to do again.
+    from bisep.apps.separate_manifest import separate_manifest
+
+    run = separate_manifest(sep, manifest, out_dir)
+    assert (run.listed, run.resumed, run.failed, run.scorable) == (3, 3, [], 3)
     assert before == {p: p.stat().st_mtime_ns for p in out_dir.rglob("*.wav")}
 
     # Another model: the old estimates are stale, every item is separated again.

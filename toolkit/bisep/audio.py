@@ -78,15 +78,28 @@ def resample_audio(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarr
         return audio
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(audio))
-    return _resampler(orig_rate, new_rate, x.dtype)(x).numpy()
+    return resample_tensor(torch.from_numpy(np.ascontiguousarray(audio)), orig_rate,
+                           new_rate).numpy()
+
+
+def resample_tensor(wav, orig_rate: int, new_rate: int):
+    """:func:`resample_audio` for a torch tensor, on its device and differentiable; the
+    kernel is built once per pair of rates, dtype and device.
+
+    Shape:
+        - wav: ``(..., time)``, floating point.
+        - output: ``(..., ceil(time * new_rate / orig_rate))``.
+    """
+    if orig_rate == new_rate or wav.shape[-1] == 0:
+        return wav
+    return _resampler(orig_rate, new_rate, wav.dtype, wav.device)(wav)
 
 
 @functools.lru_cache(maxsize=16)
-def _resampler(orig_rate: int, new_rate: int, dtype):
+def _resampler(orig_rate: int, new_rate: int, dtype, device):
     import torchaudio.transforms as tat
 
-    return tat.Resample(orig_rate, new_rate, dtype=dtype)
+    return tat.Resample(orig_rate, new_rate, dtype=dtype).to(device)
 
 
 def write(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> Path:

@@ -125,8 +125,13 @@ def read_weights(path: str | Path, what: str = "torch checkpoint", fix: str = ""
             f"never unpickles code), or was not written by torch.save. {fix}".rstrip()) from None
 
 
-def load(path: str | Path) -> dict:
-    """Read a bisep checkpoint with :func:`read_weights`; clear errors otherwise."""
+def resolve(path: str | Path) -> Path:
+    """The checkpoint file of ``path``: the file itself, or a model directory's
+    ``model.pth`` (else ``best_model.pth``).
+
+    Raises:
+        CheckpointError: a directory that holds neither.
+    """
     path = Path(path)
     if path.is_dir():
         candidates = [path / "model.pth", path / "best_model.pth"]
@@ -135,6 +140,12 @@ def load(path: str | Path) -> dict:
             raise CheckpointError(f"{path}: a model directory must hold model.pth or "
                                   f"best_model.pth (what `bisep train` writes)")
         path = found
+    return path
+
+
+def load(path: str | Path) -> dict:
+    """Read a bisep checkpoint with :func:`read_weights`; clear errors otherwise."""
+    path = resolve(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file. Check the path, or train a "
                               f"model first (recipe stage 4).")

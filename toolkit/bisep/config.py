@@ -52,7 +52,8 @@ TOP_LEVEL: dict[str, tuple[tuple[type, ...], Any]] = {
     "data": ((dict,), {}),
     "trainer": ((dict,), {}),
 }
-# What a training mode may use (bisep.train checks the criterions against it).
+# The training modes, in the order reports list them (bisep.train checks the
+# criterions against the mode).
 MODES = ("unsupervised", "weak", "supervised", "semi")
 # The sections `bisep train` reads; defaults sized for 2 CPU cores.
 DATA_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {

@@ -50,8 +50,9 @@ def bisep_register_losses():
 
 @hookspec
 def bisep_register_datasets():
-    """Dataset preparers for recipe stage 1: ``factory(**conf)`` returns a callable
-    ``prepare(out_dir)`` that writes the dataset's manifests under ``out_dir``."""
+    """Dataset preparers for recipe stage 1: ``factory(**conf)`` returns an object with a
+    method ``prepare(out_dir)`` that writes the dataset's manifests under ``out_dir``
+    (:class:`bisep.data.preparer.DatasetPreparer`)."""
 
 
 KINDS = {

@@ -1,10 +1,11 @@
-"""Separating audio with a trained model: :class:`Separator`.
+"""Separating audio with a trained model: :class:`Separator` and :class:`SeparationResult`.
 
 ::
 
     from bisep import Separator
     sep = Separator.from_pretrained("exp/weak/model.pth")
-    stems = sep.separate(wav, queries=["violin", "flute"], sample_rate=44100)
+    violin, flute = sep.separate(wav, queries=["violin", "flute"], sample_rate=44100)
+    violin.target, violin.residual         # the violin, and everything but the violin
     sep.separate_file("song.wav", ["violin"], "out/")   # writes out/song_violin.wav
 
 A checkpoint written by training records its conditioner (name and configuration) in
@@ -13,12 +14,16 @@ processed in chunks whose overlaps are cross-faded with complementary raised-cos
 ramps (they sum to exactly one), so memory is bounded by the chunk, not the file. An input
 shorter than one STFT frame (``n_fft`` samples at the model's rate) is zero-padded to it and
 cut back, so a clip of any length gives an output of its own length.
+
+A 2-D input is ``(channels, time)`` or ``(time, channels)``: the axis of length at most
+:data:`MAX_CHANNELS` is the channel axis when the other one is longer; any other shape
+(``(2, 2)``, or both axes longer) is refused unless ``channels_first`` says which it is.
+Outputs have the input's shape, channels and sample rate.
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -29,7 +34,81 @@ from bisep import audio as audio_io
 from bisep.conditioners.base import Conditioner
 from bisep.conditioners.query import Query as QuerySpec
 from bisep.conditioners.query import embed_queries
+from bisep.errors import UserError
+from bisep.naming import DEFAULT_TEMPLATE, NamingError, check_template, query_label, render
+from bisep.naming import unique_labels
 from bisep.separators.base import BaseSeparator, Conditioning
+
+# The most channels an input may have for its layout to be told from its shape (7.1 audio).
+MAX_CHANNELS = 8
+
+
+class InputError(ValueError, UserError):
+    """Audio or queries that cannot be separated as given; the message says how to pass them."""
+
+
+@dataclass(frozen=True, eq=False)  # arrays have no single truth value to compare
+class SeparationResult:
+    """What one query extracted from a mixture.
+
+    Attributes:
+        query: the query as given (a text or a :class:`bisep.conditioners.query.Query`).
+        target: what the query describes.
+        residual: everything else, ``mixture - target``.
+        sample_rate: the rate of both (the input's).
+
+    Shape:
+        target, residual: the input's shape: ``(time,)``, ``(channels, time)`` or
+        ``(time, channels)``.
+    """
+
+    query: str | QuerySpec
+    target: np.ndarray = field(repr=False)
+    residual: np.ndarray = field(repr=False)
+    sample_rate: int
+
+
+def channels_first_view(wav, channels_first: bool | None = None) -> tuple[np.ndarray, str]:
+    """``wav`` as float32 ``(channels, time)`` and the layout it came in (``"mono"``,
+    ``"channels_first"`` or ``"time_first"``), by the rule of the module docstring.
+
+    Raises:
+        InputError: not 1-D or 2-D, empty, non-finite, or an ambiguous 2-D shape.
+    """
+    data = np.asarray(wav.detach().cpu() if torch.is_tensor(wav) else wav, dtype=np.float32)
+    if data.ndim == 1:
+        data, layout = data[None], "mono"
+    elif data.ndim == 2:
+        rows, cols = data.shape
+        if channels_first is None:
+            if rows <= MAX_CHANNELS < cols:
+                channels_first = True
+            elif cols <= MAX_CHANNELS < rows:
+                channels_first = False
+            else:
+                raise InputError(
+                    f"wav has shape {data.shape}: cannot tell the channel axis (bisep takes "
+                    f"the axis of length <= {MAX_CHANNELS} as channels when the other is "
+                    f"longer). Pass channels_first=True for (channels, time) or "
+                    f"channels_first=False for (time, channels).")
+        layout = "channels_first" if channels_first else "time_first"
+        if not channels_first:
+            data = data.T
+    else:
+        raise InputError(f"wav must be a (time,) or 2-D (channels, time) / (time, channels) "
+                         f"signal, got shape {data.shape}")
+    if data.shape[1] == 0 or data.shape[0] == 0:
+        raise InputError(f"wav is empty (shape {np.shape(wav)})")
+    if not np.isfinite(data).all():
+        raise InputError("wav contains NaN or infinite samples")
+    return np.ascontiguousarray(data), layout
+
+
+def _restore_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    """Shape: ``(channels, time)`` -> the input's layout."""
+    if layout == "mono":
+        return x[0]
+    return np.ascontiguousarray(x.T) if layout == "time_first" else x
 
 
 class Separator:
@@ -47,12 +126,12 @@ class Separator:
                  chunk_seconds: float | None = 8.0, overlap: float = 0.25,
                  device: str | torch.device = "cpu"):
         if chunk_seconds is not None and chunk_seconds <= 0:
-            raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
+            raise InputError(f"chunk_seconds must be > 0, got {chunk_seconds}")
         if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+            raise InputError(f"overlap must be in [0, 1), got {overlap}")
         self.min_samples = separator.stft.config.n_fft
         if chunk_seconds is not None and chunk_seconds * separator.sample_rate < self.min_samples:
-            raise ValueError(
+            raise InputError(
                 f"chunk_seconds (bisep separate --chunk-seconds) {chunk_seconds} is "
                 f"{int(chunk_seconds * separator.sample_rate)} "
                 f"samples at the model's {separator.sample_rate} Hz; a chunk must hold at least "
@@ -63,6 +142,9 @@ class Separator:
         self.conditioner = conditioner.to(self.device).eval()
         self.chunk_seconds = chunk_seconds
         self.overlap = overlap
+        # The file the weights came from (set by from_pretrained): a run that records what
+        # its outputs depend on hashes it (bisep.apps.separate_manifest).
+        self.source: Path | None = None
 
     @property
     def sample_rate(self) -> int:
@@ -74,13 +156,16 @@ class Separator:
         """Load a checkpoint (file or model directory) and rebuild its conditioner, or a
         model folder written by ``bisep export-model`` (its hashes verified first)."""
         from bisep import checkpoint
+        from bisep.export.checksums import CHECKSUMS
         from bisep.export.model_folder import is_model_folder, load_model_folder
         from bisep.registry import get_registry
 
         registry = registry or get_registry()
         if is_model_folder(path):
             model, encoder, settings = load_model_folder(path, registry=registry)
-            return cls(model, conditioner or encoder, device=device, **{**settings, **kwargs})
+            loaded = cls(model, conditioner or encoder, device=device, **{**settings, **kwargs})
+            loaded.source = Path(path) / CHECKSUMS  # its hashes cover every file
+            return loaded
         package = checkpoint.load(path)
         model = checkpoint.from_pretrained(package, registry=registry)
         if not isinstance(package.get("infos"), dict):
@@ -100,7 +185,9 @@ class Separator:
                 f"{path}: the separator takes {model.query_dim}-d queries but its query encoder "
                 f"'{type(conditioner).__name__}' gives {width}-d embeddings; the checkpoint's "
                 f"infos.config names another conditioner than it was trained with.")
-        return cls(model, conditioner, device=device, **kwargs)
+        loaded = cls(model, conditioner, device=device, **kwargs)
+        loaded.source = checkpoint.resolve(path)
+        return loaded
 
     # -- queries -------------------------------------------------------------------------
     def condition(self, queries: Sequence[str | QuerySpec], batch: int = 1) -> Conditioning:
@@ -123,28 +210,38 @@ class Separator:
 
     # -- separation ----------------------------------------------------------------------
     def separate(self, wav, queries: Sequence[str | QuerySpec], sample_rate: int,
-                 progress=None) -> np.ndarray:
-        """One waveform per query, at the input's rate and channel count.
+                 progress=None, channels_first: bool | None = None
+                 ) -> list[SeparationResult]:
+        """One :class:`SeparationResult` per query, at the input's rate, channels and layout.
 
         Args:
-            wav: ``(time,)`` or ``(channels, time)`` array or tensor.
+            wav: a numpy array or tensor, ``(time,)``, ``(channels, time)`` or
+                ``(time, channels)`` (see the module docstring for how the layout is told).
             queries: texts or :class:`bisep.conditioners.query.Query` objects.
             sample_rate: the rate of ``wav`` (resampled to the model's and back).
             progress: optional callable ``(done_chunks, total_chunks)``.
+            channels_first: the layout of a 2-D ``wav``; ``None`` tells it from the shape.
+
+        Raises:
+            InputError: an ambiguous shape, an empty or non-finite signal, an empty query.
+        """
+        queries = _as_list(queries)
+        data, layout = channels_first_view(wav, channels_first)
+        targets = self.separate_array(data, queries, sample_rate, progress)
+        return [SeparationResult(query, _restore_layout(target, layout),
+                                 _restore_layout(data - target, layout), sample_rate)
+                for query, target in zip(queries, targets)]
+
+    def separate_array(self, wav: np.ndarray, queries: Sequence[str | QuerySpec],
+                       sample_rate: int, progress=None) -> np.ndarray:
+        """The targets of all queries as one array (what :meth:`separate` wraps).
 
         Shape:
-            output: ``(Q, channels, time)``.
+            - wav: ``(channels, time)`` float32, finite.
+            - output: ``(Q, channels, time)``.
         """
-        data = np.asarray(wav.detach().cpu() if torch.is_tensor(wav) else wav, dtype=np.float32)
-        if data.ndim == 1:
-            data = data[None]
-        if data.ndim != 2 or data.shape[1] == 0:
-            raise ValueError(f"wav must be a non-empty (time,) or (channels, time) signal, "
-                             f"got shape {data.shape}")
-        if not np.isfinite(data).all():
-            raise ValueError("wav contains NaN or infinite samples")
-        length = data.shape[1]
-        x = torch.from_numpy(audio_io.resample_audio(data, sample_rate, self.sample_rate))
+        length = wav.shape[1]
+        x = torch.from_numpy(audio_io.resample_audio(wav, sample_rate, self.sample_rate))
         query = self.condition(queries, batch=x.shape[0])
         with torch.no_grad():
             out = self._chunked(x.to(self.device), query, progress).cpu().numpy()
@@ -184,54 +281,98 @@ class Separator:
         return out
 
     def separate_file(self, in_path: str | Path, queries: Sequence[str | QuerySpec],
-                      out_dir: str | Path, progress=None) -> list[Path]:
-        """Separate a file and write ``<out_dir>/<stem>_<query>.wav`` per query (atomically;
-        :func:`output_name`)."""
+                      out_dir: str | Path, progress=None, residual: bool = False,
+                      filename: str = DEFAULT_TEMPLATE, overwrite: bool = False,
+                      labels: Sequence[str] | None = None) -> list[Path]:
+        """Separate a file and write each query's target (and residual) atomically.
+
+        Args:
+            in_path: the audio file.
+            queries: as for :meth:`separate`.
+            out_dir: the output folder.
+            progress: as for :meth:`separate`.
+            residual: also write ``mixture - target`` per query.
+            filename: the output path template (:mod:`bisep.naming`), e.g.
+                ``"{track}/{stem}.{ext}"``; the default writes ``<stem>_<label>.wav``.
+            overwrite: replace outputs that exist (refused otherwise, before any work).
+            labels: the query labels (:func:`bisep.naming.query_label`); by default from
+                each query's text, ``audio-query`` for an audio query.
+
+        Returns:
+            the written paths: per query its target, then its residual if asked for.
+
+        Raises:
+            bisep.naming.NamingError: a bad template, two outputs with one path, an output
+                that exists (without ``overwrite``) or that is the input.
+        """
+        in_path = Path(in_path)
+        queries = _as_list(queries)
+        names = unique_labels(list(labels) if labels is not None
+                              else [label_of(q) for q in queries])
+        paths = plan_paths(in_path, names, Path(out_dir), filename, residual, overwrite)
         wav, rate = audio_io.read(in_path)
-        stems = self.separate(wav, queries, rate, progress)
-        names = [query_slug(q) for q in _as_list(queries)]
-        return [audio_io.write(Path(out_dir) / output_name(Path(in_path).stem, name), stem, rate)
-                for name, stem in zip(names, stems)]
+        results = self.separate(wav, queries, rate, progress, channels_first=True)
+        written = []
+        for result, outputs in zip(results, paths):
+            written.append(audio_io.write(outputs[0], result.target, rate))
+            if residual:
+                written.append(audio_io.write(outputs[1], result.residual, rate))
+        return written
 
 
-# Query-derived names are bounded: a file name may hold at most 255 bytes on common file
-# systems, and a long query must not fail a run with "File name too long".
-MAX_SLUG = 64
-MAX_NAME = 255
-
-
-def _shorten(text: str, limit: int) -> str:
-    """``text`` if it fits ``limit`` characters, else its head and a hash of the whole (so
-    two long texts that share their head still get different names)."""
-    if len(text) <= limit:
-        return text
-    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
-    return f"{text[:limit - 9]}_{digest}"
-
-
-def query_slug(query: str | QuerySpec) -> str:
-    """A file-name-safe label of a query (``"acoustic guitar"`` -> ``acoustic_guitar``), at
-    most :data:`MAX_SLUG` characters."""
+def label_of(query: str | QuerySpec) -> str:
+    """A query's file-name label (:func:`bisep.naming.query_label`); an audio query without
+    a text is ``audio-query`` (the command line names it after its file instead)."""
     if isinstance(query, QuerySpec):
-        label = query.text or "audio_query"
-    else:
-        label = query
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", label.strip()).strip("_").lower()
-    return _shorten(slug, MAX_SLUG) or "query"
+        return query_label(query.text, None if query.text else "query", query.negative)
+    return query_label(query)
 
 
-def output_name(stem: str, slug: str, suffix: str = ".wav") -> str:
-    """``<stem>_<slug><suffix>``, the input's stem shortened when the name would exceed
-    :data:`MAX_NAME` bytes."""
-    name = f"{stem}_{slug}{suffix}"
-    excess = len(name.encode("utf-8")) - MAX_NAME
-    if excess > 0:
-        # Cut by characters until the bytes fit (a multi-byte character counts more).
-        keep = len(stem) - excess
-        while len(f"{_shorten(stem, keep)}_{slug}{suffix}".encode("utf-8")) > MAX_NAME:
-            keep -= 1
-        name = f"{_shorten(stem, keep)}_{slug}{suffix}"
-    return name
+def plan_paths(in_path: Path, labels: list[str], out_dir: Path, template: str,
+               residual: bool, overwrite: bool) -> list[list[Path]]:
+    """Each query's output paths, ``[target]`` or ``[target, residual]``, checked before any
+    work: distinct, not the input, and new unless ``overwrite``.
+
+    Raises:
+        bisep.naming.NamingError: naming the template, the paths and the fix.
+    """
+    check_template(template)
+    kinds = ("target", "residual") if residual else ("target",)
+    plan = [[out_dir / render(template, in_path.stem, label, kind) for kind in kinds]
+            for label in labels]
+    check_outputs([path for outputs in plan for path in outputs], template,
+                  inputs=[in_path], overwrite=overwrite)
+    return plan
+
+
+def check_outputs(paths: list[Path], template: str, inputs: Sequence[Path] = (),
+                  overwrite: bool = False) -> None:
+    """Refuse a plan in which two outputs share a path, an output is an input, or an output
+    exists (unless ``overwrite``).
+
+    Raises:
+        bisep.naming.NamingError: naming the paths and the fix.
+    """
+    read = {Path(p).resolve(): p for p in inputs}
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        key = path.resolve()
+        if key in read:
+            raise NamingError(f"the output {path} would overwrite the input {read[key]} "
+                              f"before it is read. Choose another output folder.")
+        if key in seen:
+            raise NamingError(f"two outputs would be written to {path} (--filename "
+                              f"{template!r}): put {{stem}} in the template for --residual, "
+                              f"{{track}} for several inputs and {{query}} or {{stem}} for "
+                              f"several queries.")
+        seen[key] = path
+    if not overwrite:
+        existing = [p for p in paths if p.exists()]
+        if existing:
+            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+            raise NamingError(f"the output {existing[0]}{more} exists; pass --overwrite "
+                              f"(overwrite=True) to replace it, or choose another output "
+                              f"folder or --filename.")
 
 
 def _as_list(queries) -> list:
@@ -239,7 +380,10 @@ def _as_list(queries) -> list:
         queries = [queries]
     queries = list(queries)
     if not queries:
-        raise ValueError("no query given: pass at least one, e.g. queries=['violin']")
+        raise InputError("no query given: pass at least one, e.g. queries=['violin']")
+    for query in queries:
+        if isinstance(query, str) and not query.strip():
+            raise InputError(f"query text {query!r} is empty: give a text such as 'violin'")
     return queries
 
 

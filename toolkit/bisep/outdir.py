@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from bisep.errors import UserError
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".bisep.lock"
@@ -32,7 +34,7 @@ LOCK_NAME = ".bisep.lock"
 _TMP_NAME = re.compile(r"^\..+\.(\d+)\.tmp$")
 
 
-class OutputError(OSError):
+class OutputError(OSError, UserError):
     """A folder that cannot take a run's outputs; the message names it and the fix."""
 
 

@@ -15,14 +15,11 @@ def add_parser(sub):
 
 
 def resolved_config(path: str, overrides: list[str]) -> dict:
-    """``bisep.config.load_config``, with its errors as user-facing :class:`CliError`."""
-    from bisep import config
-    from bisep.cli.main import CliError
+    """The config of ``bisep config`` and ``bisep train``: :func:`bisep.config.load_config`
+    (its errors are :class:`bisep.config.ConfigError`, printed by ``bisep.cli.main``)."""
+    from bisep.config import load_config
 
-    try:
-        return config.load_config(path, overrides)
-    except (config.ConfigError, ValueError) as exc:
-        raise CliError(str(exc)) from None
+    return load_config(path, overrides)
 
 
 def run(args) -> int:

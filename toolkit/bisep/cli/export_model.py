@@ -26,15 +26,27 @@ def add_parser(sub):
     p.add_argument("--clap-checkpoint", metavar="PATH",
                    help="the mini_clap checkpoint, when the path in the training config "
                         "does not resolve from here")
+    p.add_argument("--skip-unportable", action="store_true",
+                   help="a model whose query encoder cannot travel in a folder (not "
+                        "mini_clap) is reported and skipped with exit status 0 instead of "
+                        "refused (the recipe's stage 6)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
-    from bisep.export.model_folder import check_out_dir, export_model
+    import sys
+
+    from bisep.export.model_folder import UnportableModelError, check_out_dir, export_model
 
     check_out_dir(args.out_dir, args.overwrite)  # before loading anything
-    out = export_model(args.exp_dir, args.out_dir, overwrite=args.overwrite,
-                       clap_checkpoint=args.clap_checkpoint)
+    try:
+        out = export_model(args.exp_dir, args.out_dir, overwrite=args.overwrite,
+                           clap_checkpoint=args.clap_checkpoint)
+    except UnportableModelError as exc:
+        if not args.skip_unportable:
+            raise
+        print(f"bisep export-model: skipped {args.exp_dir}: {exc}", file=sys.stderr)
+        return 0
     print(out)
     return 0

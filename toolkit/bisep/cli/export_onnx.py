@@ -9,6 +9,8 @@ text token states is refused with the reason.
 """
 from __future__ import annotations
 
+from bisep.cli.errors import CliError
+
 
 def add_parser(sub):
     p = sub.add_parser("export-onnx", help="export a separator's mask predictor to ONNX",
@@ -26,8 +28,6 @@ def add_parser(sub):
 
 def run(args) -> int:
     from pathlib import Path
-
-    from bisep.cli.main import CliError
 
     if Path(args.out).exists() and not args.overwrite:
         raise CliError(f"{args.out} already exists; choose another OUT.onnx or pass "

@@ -14,15 +14,12 @@ import logging
 import sys
 
 import bisep
+from bisep.cli.errors import CliError
 from bisep.errors import UserError
 
 SUBCOMMANDS = ("plugins", "config", "prepare", "mix", "train", "train-clap", "separate", "score",
-               "report", "export-model", "export-onnx")
+               "report", "export-model", "export-onnx", "demo", "shards")
 
-
-class CliError(UserError):
-    """An error in the command line: printed as ``bisep <cmd>: error: ...`` with exit code 2,
-    as every :class:`bisep.errors.UserError` is."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +56,13 @@ def log_to_console():
     """Show the library's log (the ``bisep`` loggers) while a command runs: INFO as plain
     lines on stdout, where recipe logs and tests have always read them, and warnings and
     errors on stderr. The handlers go when the command ends, so calling :func:`main` again in
-    one process (tests) does not print every line twice."""
+    one process (tests) does not print every line twice. ``BISEP_LOG_LEVEL=DEBUG`` shows
+    debug lines too (e.g. which mixtures each training process reads)."""
+    import os
+
+    wanted = os.environ.get("BISEP_LOG_LEVEL", "INFO").upper()
+    if wanted not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise CliError(f"BISEP_LOG_LEVEL={wanted}: use DEBUG, INFO, WARNING or ERROR")
     out = logging.StreamHandler(sys.stdout)
     out.addFilter(lambda record: record.levelno < logging.WARNING)
     err = logging.StreamHandler(sys.stderr)
@@ -67,7 +70,7 @@ def log_to_console():
     err.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
     logger = logging.getLogger("bisep")
     level = logger.level
-    logger.setLevel(logging.INFO)
+    logger.setLevel(wanted)
     logger.addHandler(out)
     logger.addHandler(err)
     try:
@@ -77,13 +80,3 @@ def log_to_console():
         logger.removeHandler(err)
         logger.setLevel(level)
 
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types whose message is meant for the user (no traceback)."""
-    from bisep.audio import AudioError
-    from bisep.config import ConfigError
-    from bisep.data.manifest import DataError
-    from bisep.outdir import OutputError
-    from bisep.registry import PluginError
-
-    return (AudioError, ConfigError, DataError, OutputError, PluginError, FileNotFoundError)

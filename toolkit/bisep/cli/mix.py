@@ -10,7 +10,7 @@ writes ``dump/mom_train.jsonl`` (parts from ``data/train.jsonl``), ``dump/mom_va
 with ``--supervised-fraction`` > 0, ``dump/sup_ids.txt`` (the train clips whose stems
 supervised/semi-supervised training may read, one id per line). Validation clips all
 have references: with a supervised fraction every validation MoM is ``sup``, otherwise
-none is. Format: :mod:`bisep.data.mom`, ``docs/data.md``.
+none is. The logic is :func:`bisep.data.mom_plan.write_plans`; format: ``docs/data.md``.
 """
 from __future__ import annotations
 
@@ -42,36 +42,12 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from bisep.data.mom_plan import write_plans
 
-    from bisep.cli.main import CliError
-    from bisep.atomic import write_text_atomic
-    from bisep.data.manifest import DataError, read_manifest
-    from bisep.data.mom import make_mom_plan, write_plan
-
-    data, dump = Path(args.data_dir), Path(args.dump_dir)
-    try:
-        train = read_manifest(data / "train.jsonl", check_files=False)
-        valid = read_manifest(data / "valid.jsonl", check_files=False)
-        lines, supervised = make_mom_plan(
-            train, args.num_train_mom, args.num_parts, args.supervised_fraction,
-            args.sup_mom_fraction, seed=args.seed, prefix="mom")
-        valid_lines, _ = make_mom_plan(
-            valid, args.num_valid_mom, args.num_parts,
-            1.0 if args.supervised_fraction > 0 else 0.0, seed=args.seed + 1,
-            prefix="mom_valid")
-    except DataError as exc:
-        raise CliError(str(exc)) from None
-    written = [write_plan(dump / "mom_train.jsonl", lines),
-               write_plan(dump / "mom_valid.jsonl", valid_lines)]
-    sup_ids = dump / "sup_ids.txt"
-    if supervised:
-        written.append(write_text_atomic(sup_ids, "".join(f"{i}\n" for i in supervised)))
-    else:
-        sup_ids.unlink(missing_ok=True)  # a stale subset from an earlier run would mislead
-    print(f"bisep mix: {len(lines)} training MoMs of {len(train)} clips "
-          f"({sum(line['sup'] for line in lines)} sup, {len(supervised)} supervised clips), "
-          f"{len(valid_lines)} validation MoMs of {len(valid)} clips.")
-    for path in written:
+    written = write_plans(args.data_dir, args.dump_dir, args.num_train_mom, args.num_valid_mom,
+                          args.num_parts, args.supervised_fraction, args.sup_mom_fraction,
+                          args.seed)
+    print(f"bisep mix: {written.summary()}")
+    for path in written.files:
         print(f"wrote {path}")
     return 0

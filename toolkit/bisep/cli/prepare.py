@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from bisep.cli.errors import CliError
+
 
 def add_parser(sub):
     p = sub.add_parser("prepare", help="prepare a dataset (recipe stage 1)",
@@ -33,29 +35,21 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from bisep.cli.main import CliError, user_errors
     from bisep.config import LineMap, apply_overrides, load_yaml, resolve_conf
-    from bisep.data.manifest import DataError
+    from bisep.data.preparer import prepare_dataset
     from bisep.registry import get_registry
 
     conf_path, overrides = _split_remainder(args.conf, args.overrides)
-    try:
-        conf, lines = load_yaml(conf_path) if conf_path else ({}, LineMap("<command line>"))
-        conf = apply_overrides(conf, overrides)
-        factory = get_registry().factory("dataset", args.dataset)
-        conf = resolve_conf(factory, conf, lines.where, "conf", f"dataset '{args.dataset}'")
-        dataset = factory(**conf)
-        # The hook contract is a callable prepare(out_dir); classes may expose .prepare.
-        prepare = getattr(dataset, "prepare", dataset)
-        prepare(args.data_dir)
-    except (DataError, *user_errors()) as exc:
-        raise CliError(str(exc)) from None
+    conf, lines = load_yaml(conf_path) if conf_path else ({}, LineMap("<command line>"))
+    conf = apply_overrides(conf, overrides)
+    factory = get_registry().factory("dataset", args.dataset)
+    conf = resolve_conf(factory, conf, lines.where, "conf", f"dataset '{args.dataset}'")
+    prepare_dataset(factory(**conf), args.data_dir, args.dataset)
     return 0
 
 
 def _split_remainder(conf: str | None, rest: list[str]) -> tuple[str | None, list[str]]:
     """``--conf`` given after DATA_DIR, and the ``key=value`` overrides."""
-    from bisep.cli.main import CliError
 
     overrides, tokens = [], iter(rest)
     for token in tokens:

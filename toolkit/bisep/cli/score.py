@@ -23,8 +23,15 @@ status: 0, 1 if no item could be scored, 2 on a user error.
 
 ``--nj N`` scores batches of items in N worker processes (:mod:`bisep.metrics.batches`);
 the outputs are the same as with one.
+
+``--reference-free --model EXP_DIR --list items.jsonl`` scores each estimate by the query
+encoder instead (:mod:`bisep.apps.reference_free`): a proxy for real mixtures, which have no
+references. The work is :func:`bisep.metrics.report.score_files` and
+:func:`bisep.apps.reference_free.score_reference_free`.
 """
 from __future__ import annotations
+
+from bisep.cli.errors import CliError, user_errors
 
 
 def add_parser(sub):
@@ -53,6 +60,13 @@ def add_parser(sub):
                         "different lengths (counted in the summary)")
     p.add_argument("--mono", action="store_true",
                    help="average the channels of multi-channel files instead of refusing them")
+    p.add_argument("--reference-free", action="store_true",
+                   help="score without references, for real mixtures: the query encoder's "
+                        "cosine similarity of each estimate (and of the mixture) with its "
+                        "query text, and the estimate/residual energy split; a proxy, never "
+                        "a replacement for SDR (needs --model and --list)")
+    p.add_argument("--model", metavar="EXP_DIR",
+                   help="the model whose query encoder --reference-free uses")
     p.add_argument("--nj", type=_positive, default=1,
                    help="worker processes, each scoring batches of 8 items (default 1); "
                         "the results do not depend on it")
@@ -73,136 +87,58 @@ def run(args) -> int:
     import sys
 
     from tqdm import tqdm
+    from bisep.outdir import check_writable
 
-    from bisep.atomic import write_text_atomic
-    from bisep.audio import AudioError
-    from bisep.cli.main import CliError
-    from bisep.metrics.batches import run_rate, score_items
-    from bisep.metrics.files import ScoreInputError
+    if args.reference_free and not args.model:
+        raise CliError("--reference-free scores with the model's query encoder: add --model "
+                       "EXP_DIR (a model.pth, its folder or a model folder).")
+    if args.model and not args.reference_free:
+        raise CliError("--model is used only with --reference-free.")
+    items = _collect(args)
+    if args.out_dir:  # before the work, not after it
+        check_writable(args.out_dir, option="--out-dir")
+    # A progress bar only on a terminal: logs and tests get the summary alone.
+    with tqdm(total=len(items), desc="scoring", unit="item",
+              disable=not sys.stderr.isatty()) as bar:
+        if args.reference_free:
+            from bisep.apps.reference_free import score_reference_free
+            from bisep.inference import Separator
 
-    from bisep.outdir import OutputError, check_writable
+            try:
+                encoder = Separator.from_pretrained(args.model).conditioner
+            except user_errors() as exc:  # FileNotFoundError of a query encoder's files
+                raise CliError(str(exc)) from None
+            report = score_reference_free(encoder, items, progress=bar.update)
+        else:
+            from bisep.metrics.report import score_files
 
-    try:
-        items = _collect(args)
-        if args.out_dir:  # before the work, not after it
-            check_writable(args.out_dir, option="--out-dir")
-        rate = run_rate(items[0], mono=args.mono, trim=args.trim)
-        rows, skipped, trimmed = [], [], []
-        # A progress bar only on a terminal: logs and tests get the summary alone.
-        with tqdm(total=len(items), desc="scoring", unit="item",
-                  disable=not sys.stderr.isatty()) as bar:
-            for results in score_items(items, rate, mono=args.mono, trim=args.trim,
-                                       backend=args.backend, nj=args.nj):
-                for result in results:
-                    if result.trimmed:
-                        trimmed.append(result.trimmed)
-                    if result.skipped is not None:
-                        skipped.append({"id": result.id, "kind": result.skipped[0],
-                                        "reason": result.skipped[1]})
-                    rows += result.rows
-                bar.update(len(results))
-    except (ScoreInputError, AudioError, OutputError) as exc:
-        raise CliError(str(exc)) from None
-
-    columns = [name for name in rows[0] if name not in ("item", "source")] if rows else []
-    summary = _summary(args.backend, rate[0], len(items), rows, columns, skipped, trimmed)
-    written = []
-    if args.out_dir:
-        from pathlib import Path
-
-        out = Path(args.out_dir)
-        written = [write_text_atomic(out / "per_item.csv", _csv_text(rows, columns)),
-                   write_text_atomic(out / "summary.json", _json_text(summary))]
-    print(_table(summary, columns))
+            report = score_files(items, backend=args.backend, mono=args.mono, trim=args.trim,
+                                 nj=args.nj, progress=bar.update)
+    written = report.write(args.out_dir) if args.out_dir else []
+    print(report.table())
     for path in written:
         print(f"wrote {path}")
-    if not rows:
-        print(f"bisep score: error: no item could be scored ({len(skipped)} skipped; "
-              f"reasons in the summary).", file=sys.stderr)
+    if not report.rows:
+        print(f"bisep score: error: no item could be scored "
+              f"({report.summary['items']['skipped']} skipped; reasons in the summary).",
+              file=sys.stderr)
         return 1
     return 0
 
 
-def _summary(backend: str, sample_rate: int | None, n_items: int, rows: list[dict],
-             columns: list[str], skipped: list[dict], trimmed: list[int]) -> dict:
-    """The content of summary.json (see the module docstring)."""
-    from collections import Counter
-
-    from bisep.metrics import summarize_rows
-
-    return {
-        "backend": backend,
-        "sample_rate": sample_rate,
-        "items": {"listed": n_items, "scored": n_items - len(skipped),
-                  "skipped": len(skipped)},
-        "rows": len(rows),
-        "metrics": summarize_rows(rows, columns),
-        "by_source": summarize_rows(rows, columns, group_by="source"),
-        "skipped": {"by_reason": dict(Counter(s["kind"] for s in skipped)),
-                    "items": [{"id": s["id"], "reason": s["reason"]} for s in skipped]},
-        "trimmed": {"items": len(trimmed), "max_samples": max(trimmed, default=0)},
-    }
-
-
 def _collect(args):
     """The items named on the command line (folders or --list, not both)."""
-    from bisep.cli.main import CliError
     from bisep.metrics.files import items_from_dirs, items_from_list
 
     folders = [args.ref_dir, args.est_dir, args.mix_dir]
     if args.list:
         if any(folders):
             raise CliError("give either --list or --ref-dir/--est-dir[/--mix-dir], not both.")
-        return items_from_list(args.list)
+        return items_from_list(args.list, references=not args.reference_free)
+    if args.reference_free:
+        raise CliError("--reference-free reads --list items.jsonl (with \"mixture\", "
+                       "\"estimates\" and \"queries\"), as `bisep separate --list` writes it.")
     if not (args.ref_dir and args.est_dir):
         raise CliError("give --ref-dir and --est-dir (optionally --mix-dir), or --list "
                        "items.jsonl. See `bisep score --help`.")
     return items_from_dirs(args.ref_dir, args.est_dir, args.mix_dir)
-
-
-def _csv_text(rows: list[dict], columns: list[str]) -> str:
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["item", "source", *columns])
-    for row in rows:
-        writer.writerow([row["item"], row["source"], *(f"{row[c]:.4f}" for c in columns)])
-    return buffer.getvalue()
-
-
-def _json_text(summary: dict) -> str:
-    import json
-    import math
-
-    def clean(value):
-        # Strict JSON has no inf/nan; write them as strings rather than drop them.
-        if isinstance(value, float) and not math.isfinite(value):
-            return str(value)
-        if isinstance(value, dict):
-            return {key: clean(v) for key, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return value
-
-    return json.dumps(clean(summary), indent=2, allow_nan=False) + "\n"
-
-
-def _table(summary: dict, columns: list[str]) -> str:
-    items = summary["items"]
-    head = (f"scored {items['scored']} of {items['listed']} items ({summary['rows']} "
-            f"sources), backend {summary['backend']}, {summary['sample_rate']} Hz")
-    if items["skipped"]:
-        reasons = ", ".join(f"{k}: {n}" for k, n in summary["skipped"]["by_reason"].items())
-        head += f"; skipped {items['skipped']} ({reasons})"
-    if summary["trimmed"]["items"]:
-        head += (f"; trimmed {summary['trimmed']['items']} items (at most "
-                 f"{summary['trimmed']['max_samples']} samples)")
-    lines = [head, f"{'metric':<16}{'mean':>10}{'median':>10}{'std':>10}{'count':>7}"]
-    for name in columns:
-        stats = summary["metrics"][name]
-        lines.append(f"{name:<16}" + "".join(f"{stats[s]:>10.3f}" for s in
-                                              ("mean", "median", "std"))
-                     + f"{stats['count']:>7d}")
-    return "\n".join(lines)

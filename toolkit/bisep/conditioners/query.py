@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from bisep.audio import resample_tensor
 from bisep.conditioners.base import Conditioner
 
 
@@ -76,13 +77,11 @@ def _device(conditioner: Conditioner) -> torch.device:
 
 
 def _embed_example(conditioner: Conditioner, query: Query) -> torch.Tensor:
-    import torchaudio.functional as AF
-
     audio = query.audio.to(_device(conditioner), torch.float32)
     if audio.dim() == 2:
         audio = audio.mean(dim=0)
     if query.audio_rate != conditioner.sample_rate:
-        audio = AF.resample(audio, query.audio_rate, conditioner.sample_rate)
+        audio = resample_tensor(audio, query.audio_rate, conditioner.sample_rate)
     return conditioner.embed_audio(audio[None])[0]
 
 

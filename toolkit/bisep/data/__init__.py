@@ -3,7 +3,8 @@
 - :mod:`bisep.data.manifest`: JSON-lines manifests (``read_manifest``, ``write_manifest``).
 - :mod:`bisep.data.prompts`: label phrases, mixture prompts, caption templates.
 - :mod:`bisep.data.synth_music`: the default dataset plugin (recipe stage 1).
-- :mod:`bisep.data.mom`: MoM plans (stage 2) and the training ``MoMDataset`` (needs torch).
+- :mod:`bisep.data.mom_plan`: mixture-of-mixtures (MoM) plans (stage 2).
+- :mod:`bisep.data.mom`: the training ``MoMDataset`` that serves a plan (needs torch).
 
 Formats and knobs: ``docs/data.md``. This package imports neither torch nor the
 renderer; :mod:`bisep.data.mom` and :mod:`bisep.data.synth_music` are imported on use.

@@ -31,9 +31,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from bisep.data.corpus import (Clip, CorpusDataset, MediaIndex, Source, draw_pairs, hash_split,
-                               slugify)
+from bisep.data.compose import draw_pairs
+from bisep.data.corpus import CorpusDataset
 from bisep.data.manifest import DataError
+from bisep.data.prompts import slugify
+from bisep.data.sources import Clip, MediaIndex, Source
+from bisep.data.splits import hash_split
 
 CSV_FILES = {"train": "train.csv", "val": "val.csv", "test": "test.csv"}
 HEADER = ("audiocap_id", "youtube_id", "start_time", "caption")
@@ -149,7 +152,8 @@ class AudioCaps(CorpusDataset):
                                                 f"<audiocap_id>.*)", extra=extra))
         return sources
 
-    def build(self, clips: dict[str, list[Clip]], data_dir: Path) -> dict[str, list[dict]]:
+    def manifest_items(self, clips: dict[str, list[Clip]],
+                       data_dir: Path) -> dict[str, list[dict]]:
         def describe(clip: Clip) -> tuple[str, str, str]:
             return clip.id, clip.source.caption, clip.source.caption
 

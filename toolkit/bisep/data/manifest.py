@@ -37,6 +37,14 @@ class DataError(ValueError, UserError):
     """Data that cannot be used as written; the message names the file, line and fix."""
 
 
+def is_plain_name(name) -> bool:
+    """Whether ``name`` (an item id or a label) can name a file: a non-empty, non-hidden
+    string without path separators, short enough for a file name with ``.wav`` added (255
+    bytes)."""
+    return (isinstance(name, str) and bool(name) and not name.startswith(".")
+            and "/" not in name and "\\" not in name and len(name.encode("utf-8")) <= 251)
+
+
 def read_manifest(path: str | Path, check_files: bool = True) -> list[dict]:
     """Read a manifest, resolving ``audio`` and ``stems`` paths to absolute ones.
 

@@ -28,9 +28,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bisep.data.corpus import (LabelledCorpus, MediaIndex, Source, hash_split, label_phrase,
-                               slugify)
+from bisep.data.corpus import LabelledCorpus
 from bisep.data.manifest import DataError
+from bisep.data.prompts import slugify, text_phrase
+from bisep.data.sources import MediaIndex, Source
+from bisep.data.splits import hash_split
 
 METADATA_NAMES = ("MUSIC21_solo_videos.json", "MUSIC_solo_videos.json")
 METADATA_HINT = ("Give metadata=PATH (through the recipe: --local_data_opts '--metadata PATH') "
@@ -116,8 +118,8 @@ class Music(LabelledCorpus):
                 path = index.find([video], prefer=self.root / instrument)
                 sources.append(Source(
                     id=f"{label}_{video}", path=None if path is None else str(path),
-                    split=split, labels=[label], phrases=[label_phrase(self.texts[label])],
-                    caption=label_phrase(self.texts[label]),
+                    split=split, labels=[label], phrases=[text_phrase(self.texts[label])],
+                    caption=text_phrase(self.texts[label]),
                     max_segments=self.max_segments if split == "train" else 1,
                     looked_for=f"{self.root}/{instrument}/{video}.*"))
         return sources

@@ -26,7 +26,6 @@ re-run renders bit-identical files.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -36,10 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from bisep.atomic import atomic_path, write_text_atomic
+from bisep.atomic import write_text_atomic
 from bisep.data.manifest import DataError, read_manifest, write_manifest
+from bisep.data.pcm import write_pcm16
+from bisep.hashing import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -378,10 +378,10 @@ class SynthMusic:
     # -- preparing a folder --------------------------------------------------------------
     def fingerprint(self) -> dict:
         """What decides the output: the config, the soundfont's content, the generator."""
-        found = {"config": self.config(), "soundfont_sha256": sha256(self.soundfont),
+        found = {"config": self.config(), "soundfont_sha256": sha256_of(self.soundfont),
                  "generator_version": GENERATOR_VERSION}
         if self.clap_soundfonts:
-            found["clap_soundfonts_sha256"] = [sha256(path) for path in self.clap_soundfonts]
+            found["clap_soundfonts_sha256"] = [sha256_of(path) for path in self.clap_soundfonts]
         return found
 
     def config(self) -> dict:
@@ -460,10 +460,6 @@ class SynthMusic:
                  sum(meta["counts"].values()), num_stems, data_dir, seconds)
         return meta
 
-    def __call__(self, data_dir: str | Path) -> dict:
-        """The dataset-plugin contract (``bisep.hookspecs``): same as :meth:`prepare`."""
-        return self.prepare(data_dir)
-
     def _write_clip(self, data_dir: Path, split: str, clip_id: str,
                     stems: dict[str, np.ndarray], with_stems: bool) -> dict:
         folder = data_dir / "wav" / split
@@ -478,18 +474,3 @@ class SynthMusic:
                 write_pcm16(path, stems[label], self.sample_rate)
                 item["stems"][label] = str(path)
         return item
-
-
-def write_pcm16(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
-    """Write int16 samples as 16-bit PCM WAV without any float conversion, atomically."""
-    with atomic_path(path) as tmp:
-        sf.write(tmp, samples, sample_rate, subtype="PCM_16", format="WAV")
-    return Path(path)
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

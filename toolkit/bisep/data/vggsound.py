@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import csv
 
-from bisep.data.corpus import (LabelledCorpus, MediaIndex, Source, hash_split, label_phrase,
-                               slugify)
+from bisep.data.corpus import LabelledCorpus
 from bisep.data.manifest import DataError
+from bisep.data.prompts import slugify, text_phrase
+from bisep.data.sources import MediaIndex, Source
+from bisep.data.splits import hash_split
 
 CLIP_SECONDS = 10.0
 CROP_CENTER = 4.5  # seconds into the clip (the paper's crop)
@@ -130,7 +132,7 @@ class VGGSound(LabelledCorpus):
                     center = start + CROP_CENTER
             sources.append(Source(
                 id=clip_id, path=None if path is None else str(path), split=split,
-                labels=[label], phrases=[label_phrase(label_text)],
-                caption=label_phrase(label_text), center=center,
+                labels=[label], phrases=[text_phrase(label_text)],
+                caption=text_phrase(label_text), center=center,
                 looked_for=f"{self.root}/**/{clip_id}.* (or {video}_{start}_*.*, {video}.*)"))
         return sources

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 from bisep.checkpoint import CheckpointError
-from bisep.conditioners.mini_clap import sha256_of
+from bisep.hashing import sha256_of
 
 CHECKSUMS = "checksums.sha256"
 _LINE = re.compile(r"^([0-9a-f]{64}) [ *]([^/\\]+)$")

@@ -70,9 +70,12 @@ def model_card(config: dict, scores: dict | None) -> str:
     lines += [
         "## How to use", "",
         "```python",
+        "import soundfile",
         "from bisep import Separator",
         "sep = Separator.from_pretrained(\"path/to/this/folder\")  # verifies checksums.sha256",
-        f"stems = sep.separate(wav, queries=[\"the sound of a {first}\"], sample_rate=rate)",
+        "wav, rate = soundfile.read(\"song.wav\", dtype=\"float32\")  # (time, channels)",
+        f"result, = sep.separate(wav, queries=[\"the sound of a {first}\"], sample_rate=rate)",
+        "result.target, result.residual   # the query's sound, and the rest (wav's shape)",
         "```", "",
         "`checksums.sha256` lists every file's sha256 (`sha256sum -c checksums.sha256`).", "",
         "## Files", "",

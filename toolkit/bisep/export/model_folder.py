@@ -59,19 +59,24 @@ def check_out_dir(out_dir: str | Path, overwrite: bool) -> Path:
     return out_dir
 
 
+class UnportableModelError(ModelFolderError):
+    """A model whose query encoder cannot travel in a folder (the message says why); its
+    ``model.pth`` remains the way to use it."""
+
+
 def _encoder_package(config: dict, clap_checkpoint: str | Path | None) -> dict:
     """The trained mini_clap audio tower the separator was trained with (a checkpoint dict)."""
     from bisep import checkpoint
 
     name = config.get("conditioner")
     if name != "mini_clap":
-        raise ModelFolderError(
+        raise UnportableModelError(
             f"the model's query encoder is '{name}', and a model folder can hold only "
             f"mini_clap's (its weights are small enough to travel with the separator); keep "
             f"using model.pth with Separator.from_pretrained for this model.")
     path = clap_checkpoint or (config.get("conditioner_conf") or {}).get("checkpoint")
     if not path:
-        raise ModelFolderError("the model was trained with a random mini_clap audio tower "
+        raise UnportableModelError("the model was trained with a random mini_clap audio tower "
                                "(conditioner_conf.checkpoint is null): there are no trained "
                                "query-encoder weights to export.")
     if not Path(path).is_file():

@@ -19,7 +19,9 @@ Two ways to name them (``docs/scoring.md`` has examples):
         "estimates": {"violin": "est/a_violin.wav", "guitar": "est/a_guitar.wav"}}
 
    Relative paths are relative to the list's folder. ``"mixture"`` is optional, but
-   given on every line or on none, so that every row has the same columns.
+   given on every line or on none, so that every row has the same columns. An optional
+   ``"queries"`` (``{source name: text}``, written by ``bisep separate --list``) gives each
+   estimate's query for ``bisep score --reference-free``.
 
 Loading (:func:`load_item`) refuses, with the file and the fix in the message: unreadable
 or non-finite audio (:class:`bisep.audio.AudioError`), a second sample rate in one run,
@@ -40,7 +42,7 @@ from bisep.errors import UserError
 from bisep.metrics.item import SILENCE_THRESHOLD
 
 AUDIO_SUFFIXES = (".wav", ".flac")
-LIST_KEYS = ("id", "sources", "estimates", "mixture")
+LIST_KEYS = ("id", "sources", "estimates", "mixture", "queries")
 _LIST_EXAMPLE = ('{"id": "a", "mixture": "a.wav", "sources": {"violin": "ref/a/violin.wav"}, '
                  '"estimates": {"violin": "est/a/violin.wav"}}')
 
@@ -52,12 +54,15 @@ class ScoreInputError(ValueError, UserError):
 @dataclass(frozen=True)
 class ScoreItem:
     """The files of one item: ``{source name: path}`` for references and estimates (the
-    same names, in the same order) and an optional mixture."""
+    same names, in the same order; a reference is ``None`` in a list read without
+    references), an optional mixture, and optionally each source's query text (for the
+    reference-free score)."""
 
     id: str
     references: dict[str, Path]
     estimates: dict[str, Path]
     mixture: Path | None = None
+    queries: dict[str, str] | None = None
 
 
 @dataclass
@@ -155,8 +160,13 @@ def items_from_dirs(ref_dir: str | Path, est_dir: str | Path,
     return items
 
 
-def items_from_list(path: str | Path) -> list[ScoreItem]:
+def items_from_list(path: str | Path, references: bool = True) -> list[ScoreItem]:
     """Read a JSON-lines list of items (see the module docstring for the format).
+
+    Args:
+        path: the list.
+        references: whether ``"sources"`` is required (``False`` for the reference-free
+            score of real mixtures; given ones are still checked).
 
     Raises:
         ScoreInputError: a missing list, a malformed line (named ``file:line``), duplicate
@@ -170,7 +180,7 @@ def items_from_list(path: str | Path) -> list[ScoreItem]:
     lines: dict[str, int] = {}  # id -> line number, for duplicate messages
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip():
-            item = _parse_line(line, f"{path}:{number}", path.parent)
+            item = _parse_line(line, f"{path}:{number}", path.parent, references)
             if item.id in lines:
                 raise ScoreInputError(f"{path}:{number}: id '{item.id}' was already used on "
                                       f"line {lines[item.id]}; ids must be unique.")
@@ -253,7 +263,7 @@ def load_item(item: ScoreItem, mono: bool = False, trim: bool = False,
         sample_rate=rate[0], rate_origin=rate[1], trimmed=longest - shortest)
 
 
-def _parse_line(line: str, where: str, base: Path) -> ScoreItem:
+def _parse_line(line: str, where: str, base: Path, need_references: bool = True) -> ScoreItem:
     try:
         entry = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -264,11 +274,14 @@ def _parse_line(line: str, where: str, base: Path) -> ScoreItem:
     unknown = sorted(set(entry) - set(LIST_KEYS))
     if unknown:
         raise ScoreInputError(f"{where}: unknown key(s) {unknown}; the keys are "
-                              f"{list(LIST_KEYS)} (\"mixture\" optional).")
+                              f"{list(LIST_KEYS)} (\"mixture\" and \"queries\" optional).")
     if not isinstance(entry.get("id"), (str, int)) or str(entry["id"]) == "":
         raise ScoreInputError(f"{where}: needs an \"id\" (a non-empty string).")
-    references = _path_map(entry, "sources", where, base)
     estimates = _path_map(entry, "estimates", where, base)
+    if not need_references and "sources" not in entry:
+        references = {name: None for name in estimates}
+    else:
+        references = _path_map(entry, "sources", where, base)
     if set(references) != set(estimates):
         raise ScoreInputError(
             f"{where}: \"sources\" names {sorted(references)} but \"estimates\" names "
@@ -276,9 +289,14 @@ def _parse_line(line: str, where: str, base: Path) -> ScoreItem:
     mixture = entry.get("mixture")
     if mixture is not None and not isinstance(mixture, str):
         raise ScoreInputError(f"{where}: \"mixture\" must be a path string.")
+    queries = entry.get("queries")
+    if queries is not None and (not isinstance(queries, dict) or set(queries) != set(references)
+                                or not all(isinstance(q, str) for q in queries.values())):
+        raise ScoreInputError(f"{where}: \"queries\" must map each source name "
+                              f"{sorted(references)} to its query text.")
     return ScoreItem(str(entry["id"]), references,
                      {name: estimates[name] for name in references},
-                     base / mixture if mixture is not None else None)
+                     base / mixture if mixture is not None else None, queries)
 
 
 def _path_map(entry: dict, key: str, where: str, base: Path) -> dict[str, Path]:

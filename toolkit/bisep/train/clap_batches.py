@@ -236,7 +236,7 @@ class BatchMaker:
 
     Args:
         singles, mixtures: the pool's single-instrument clips and its mixtures.
-        conf: the resolved train config (:class:`bisep.train.mini_clap.MiniClapTrainConfig`).
+        conf: the resolved train config (:class:`bisep.train.clap_config.MiniClapTrainConfig`).
         bank: the output of :func:`separator_outputs` to draw separator outputs from.
         captions: the templates a caption is drawn from (a template with ``{}``, or
             ``None`` for the separator's :func:`~bisep.data.prompts.mixture_prompt`).

@@ -11,14 +11,16 @@ Single-source stems are loaded only for the supervised and semi-supervised modes
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from bisep.audio import read
 from bisep.data.manifest import item_phrases, read_manifest
+from bisep.data.manifest import DataError
 from bisep.data.mom import MoMDataset, collate_mom, read_plan
 from bisep.errors import UserError
 
@@ -32,6 +34,38 @@ def require(path: Path, stage: str) -> Path:
         raise MissingStageOutput(f"{path} does not exist: it is written by {stage}; run that "
                                  f"stage first (see `run.sh --help`)")
     return path
+
+
+class TrainOrder(DistributedSampler):
+    """The order in which one process reads the training MoMs, resumable mid-epoch.
+
+    Each epoch's order is a permutation drawn from ``seed`` and the epoch alone (Lightning
+    calls ``set_epoch``), cut into one disjoint shard per process; the few MoMs left over
+    after an equal split are skipped for that epoch rather than given to two processes, as
+    Lightning's own sampler would. A run resumed from a checkpoint taken mid-epoch would
+    otherwise start its epoch again from the first batch, training twice on what it had seen
+    and never on the rest: ``batches_done`` (the batches of this epoch already trained on,
+    read from the trainer when the epoch's iterator is made) is skipped, so a resumed run
+    reads exactly the MoMs an uninterrupted one would.
+
+    Args:
+        dataset: the training MoMs.
+        batch_size: MoMs per batch and process.
+        num_replicas, rank: processes and this one's global rank.
+        seed: the shuffling seed.
+        batches_done: callable giving the batches of the current epoch already trained on.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, num_replicas: int, rank: int,
+                 seed: int, batches_done: Callable[[], int] = lambda: 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True,
+                         seed=seed, drop_last=True)
+        self.batch_size = batch_size
+        self.batches_done = batches_done
+
+    def __iter__(self) -> Iterator[int]:
+        order = list(super().__iter__())
+        return iter(order[self.batches_done() * self.batch_size:])
 
 
 class ReferenceSet(Dataset):
@@ -130,13 +164,35 @@ class MoMDataModule(pl.LightningDataModule):
                                           self.conf["max_valid_items"])
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.conf["batch_size"], shuffle=True,
-                          drop_last=True, collate_fn=collate_mom,
+        """Batches of ``data.batch_size`` MoMs for this process, in :class:`TrainOrder`.
+
+        With several processes (DDP: ``trainer.world_size`` > 1) each process reads its own
+        shard of every epoch; one step then averages ``batch_size x world_size`` MoMs.
+        """
+        size = self.conf["batch_size"]
+        world, rank = (1, 0) if self.trainer is None else \
+            (self.trainer.world_size, self.trainer.global_rank)
+        if len(self.train_set) < size * world:
+            raise DataError(f"{self.train_plan}: {len(self.train_set)} MoMs, but one step takes "
+                            f"data.batch_size ({size}) x {world} process(es) = {size * world}; "
+                            f"mix more (bisep mix --num-train-mom) or lower data.batch_size.")
+        order = TrainOrder(self.train_set, size, num_replicas=world, rank=rank, seed=self.seed,
+                           batches_done=self._batches_done)
+        return DataLoader(self.train_set, batch_size=size, drop_last=True, collate_fn=collate_mom,
                           num_workers=self.conf["num_workers"],
-                          generator=torch.Generator().manual_seed(self.seed),
-                          persistent_workers=self.conf["num_workers"] > 0)
+                          persistent_workers=self.conf["num_workers"] > 0, sampler=order)
+
+    def _batches_done(self) -> int:
+        """Batches of the current epoch already trained on: more than 0 only when the
+        trainer has just restored a checkpoint taken mid-epoch."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
     def val_dataloader(self) -> list[DataLoader]:
+        """Held-out MoMs (``val_loss``) and reference compositions (``val_si_sdr``). With
+        several processes Lightning gives each a shard; it repeats a few items so that the
+        shards have equal sizes, and the metrics are averaged over the processes."""
         size, workers = self.conf["valid_batch_size"], self.conf["num_workers"]
         return [DataLoader(self.valid_set, batch_size=size, collate_fn=collate_mom,
                            num_workers=workers),

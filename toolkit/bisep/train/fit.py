@@ -15,6 +15,9 @@ and loop state included); every checkpoint is written to a temporary file and re
 a killed run leaves the previous one intact. Lightning checkpoints are read with
 :func:`bisep.checkpoint.read_weights` (``weights_only=True``); the ``last.ckpt`` to resume
 from is read before the model and data are built, so a bad file fails first.
+
+Several processes (``trainer.devices``, ``trainer.num_nodes``: Lightning's DDP) run this same
+code; only global rank 0 writes the files above (docs/training.md, "Several GPUs and nodes").
 """
 from __future__ import annotations
 
@@ -81,29 +84,35 @@ class _AtomicCheckpointIO:
         return AtomicCheckpointIO()
 
 
-def prepare_exp_dir(exp_dir: Path, config: dict) -> Path | None:
-    """Write ``config.yaml``; return ``last.ckpt`` when there is a run to continue.
+def resume_point(exp_dir: Path, config: dict) -> Path | None:
+    """``last.ckpt`` when ``exp_dir`` holds a run of this config to continue, else None.
 
-    A run continues with other resource settings (:data:`bisep.config.RESOURCE_KEYS`, e.g.
+    Reads only, so every process of a multi-process run may call it. A run continues with
+    other resource settings (:data:`bisep.config.RESOURCE_KEYS`, e.g.
     ``trainer.num_threads``), never with another experiment.
     """
-    exp_dir.mkdir(parents=True, exist_ok=True)
     conf_path, last = exp_dir / "config.yaml", exp_dir / "checkpoints" / "last.ckpt"
-    if last.exists():
-        if conf_path.exists() and experiment_part(safe_load(conf_path.read_text(),
-                                                            str(conf_path))) != \
-                experiment_part(config):
-            raise ConfigError(f"{exp_dir} holds a run of another config ({conf_path}); to keep "
-                              f"it, train into another --exp-dir; to restart, delete {exp_dir}")
-        write_text_atomic(conf_path, dump(config))  # the resources this run uses
-        return last
-    write_text_atomic(conf_path, dump(config))
-    return None
+    if not last.exists():
+        return None
+    if conf_path.exists() and experiment_part(safe_load(conf_path.read_text(),
+                                                        str(conf_path))) != \
+            experiment_part(config):
+        raise ConfigError(f"{exp_dir} holds a run of another config ({conf_path}); to keep "
+                          f"it, train into another --exp-dir; to restart, delete {exp_dir}")
+    return last
 
 
 def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str | Path,
-        registry=None) -> Path:
-    """Train (or continue training) and export the best model; returns ``model.pth``."""
+        registry=None) -> Path | None:
+    """Train (or continue training) and export the best model.
+
+    In a multi-process run (``trainer.devices``, ``trainer.num_nodes``) every process calls
+    this; only global rank 0 writes ``config.yaml``, ``data.json``, the metrics and
+    ``model.pth`` (checkpoints: Lightning writes them from rank 0).
+
+    Returns:
+        ``model.pth`` on global rank 0, None on the other ranks.
+    """
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
@@ -118,16 +127,11 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
     trainer_conf = config["trainer"]
     if trainer_conf["num_threads"]:
         torch.set_num_threads(trainer_conf["num_threads"])
-    resume_from = prepare_exp_dir(exp_dir, config)
+    resume_from = resume_point(exp_dir, config)
     if resume_from is not None:  # a bad file fails before the model and data are built
         step = read_lightning_checkpoint(resume_from)["global_step"]
     pl.seed_everything(config["seed"], workers=True, verbose=False)
 
-    module = SeparationModule(config, registry)
-    data = MoMDataModule(data_dir, dump_dir, config["data"],
-                         sources={"supervised": "all", "semi": "sup"}.get(config["mode"], "none"),
-                         sample_rate=module.separator.sample_rate, seed=config["seed"])
-    write_text_atomic(exp_dir / "data.json", json.dumps(data.stem_usage(), indent=1) + "\n")
     monitor = trainer_conf["monitor"]
     ckpt_dir = exp_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:07d}", monitor=monitor,
@@ -135,6 +139,8 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
                            save_top_k=trainer_conf["save_top_k"], auto_insert_metric_name=False)
     periodic = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
                                every_n_train_steps=trainer_conf["checkpoint_every_n_steps"])
+    # Built before anything is written: the Trainer knows this process's global rank (from
+    # Lightning's launcher, torchrun or SLURM), and only global rank 0 writes to exp_dir.
     trainer = _trainer(
         pl, default_root_dir=exp_dir, max_steps=trainer_conf["max_steps"], max_epochs=-1,
         val_check_interval=trainer_conf["val_check_interval"], check_val_every_n_epoch=None,
@@ -145,16 +151,45 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
         callbacks=[FiniteGuard(), best, periodic], plugins=[_AtomicCheckpointIO.build()],
         logger=CSVLogger(exp_dir / "logs", name="", version=f"run{_next_run(exp_dir)}"),
         enable_progress_bar=trainer_conf["progress_bar"], enable_model_summary=False)
+    chief = trainer.is_global_zero
+    if chief:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(exp_dir / "config.yaml", dump(config))  # this run's resources
+
+    module = SeparationModule(config, registry)
+    data = MoMDataModule(data_dir, dump_dir, config["data"],
+                         sources={"supervised": "all", "semi": "sup"}.get(config["mode"], "none"),
+                         sample_rate=module.separator.sample_rate, seed=config["seed"])
+    if chief:
+        write_text_atomic(exp_dir / "data.json", json.dumps(data.stem_usage(), indent=1) + "\n")
+        log.info("bisep train: %s", global_batch(config["data"]["batch_size"], trainer))
     if resume_from is not None:
         log.info("bisep train: resuming from step %d (%s)", step, resume_from)
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
     # The periodic checkpoint fires every N steps; the final step may fall between two.
+    # Every rank calls it (it waits for all of them); global rank 0 writes the file.
     trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
-    if trainer.global_rank != 0:
-        return exp_dir / "model.pth"
+    # Validation metrics are averaged over the ranks (sync_dist), so every rank ranks the
+    # checkpoints alike; each says what it chose, for logs that show that they agree.
+    log.info("bisep train: rank %d chose %s (%s %s)", trainer.global_rank,
+             best.best_model_path or "last.ckpt", monitor,
+             None if best.best_model_score is None else f"{float(best.best_model_score):.6f}")
+    if not chief:
+        return None
     merge_metrics(exp_dir / "logs")
-    return export_best(module, best.best_model_path or str(ckpt_dir / "last.ckpt"), exp_dir,
-                       config)
+    model = export_best(module, best.best_model_path or str(ckpt_dir / "last.ckpt"), exp_dir,
+                        config)
+    log.info("bisep train: rank %d wrote %s", trainer.global_rank, model)
+    return model
+
+
+def global_batch(batch_size: int, trainer) -> str:
+    """How many MoMs one optimisation step averages over, in words: ``data.batch_size`` is
+    per process, and there is one process per device on each node."""
+    nodes, devices = trainer.num_nodes, trainer.num_devices
+    processes = trainer.world_size
+    return (f"{processes} training process(es) ({nodes} node(s) x {devices} device(s)); "
+            f"global batch {batch_size * processes} MoMs per step ({batch_size} per process)")
 
 
 def _trainer(pl, **kwargs):

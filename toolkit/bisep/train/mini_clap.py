@@ -25,6 +25,9 @@ Two objectives (``objective`` in the config):
   preference for the queried phrase falls steadily as another instrument leaks in, which is
   what the separator's weak loss needs to see.
 
+The config is :mod:`bisep.train.clap_config`'s; the training state that lets a stopped run
+continue, and the metrics log, are :mod:`bisep.train.clap_progress`'s.
+
 Evaluation (``eval.json``, :mod:`bisep.train.clap_eval`) on the held-out clips: zero-shot
 accuracy, top-2 recall on 2-instrument mixtures, the leakage curve and the rank correlation of
 the judge's margin with the SIR and SDR of masked outputs.
@@ -32,160 +35,22 @@ the judge's margin with the SIR and SDR of masked outputs.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
+from bisep.train.clap_config import MiniClapTrainConfig
 from bisep.train.clap_eval import class_text, embed_speed, evaluate
+
+log = logging.getLogger(__name__)
 
 POOL_MANIFEST = "clap_pool.jsonl"
 HELDOUT_MANIFEST = "clap_heldout.jsonl"
 CHECKPOINT_NAME = "mini_clap.pth"
-OBJECTIVES = ("subset", "energy")
-
-
-@dataclass(frozen=True)
-class MiniClapTrainConfig:
-    """Everything ``bisep train-clap`` can be told (the keys of ``conf/mini_clap.yaml``).
-
-    Args:
-        seed: seeds torch and the batch sampler.
-        steps: optimiser steps.
-        objective: ``subset`` or ``energy`` (see the module docstring).
-        clean_per_batch: clean single-instrument clips per batch.
-        pool_mixtures_per_batch: 2-instrument mixtures of the pool per batch.
-        made_mixtures_per_batch: mixtures made from the batch's clean clips per batch.
-        masked_per_batch: separator-like masked outputs per batch
-            (:mod:`bisep.train.clap_batches`).
-        three_fraction: share of the made mixtures and masked outputs with three instruments
-            instead of two.
-        added_level_db: range of the level of each added instrument against the first, in dB
-            (from leakage to a balanced mixture).
-        masked_level_db: the same for the mixtures behind the masked outputs.
-        mask_sharpness: range of the exponent of the ratio mask (drawn log-uniformly).
-        mask_max_blend: the masks blend in up to this share of smooth random mask.
-        energy_power: exponent on the energies of the ``energy`` objective's targets.
-        separator_models: trained separators (``model.pth`` files or experiment folders)
-            whose outputs the judge also trains on
-            (:func:`~bisep.train.clap_batches.separator_outputs`).
-        separator_outputs: mixtures of the pool's clean clips each of them separates (two
-            outputs each), made once before training.
-        separator_per_batch: separator outputs per batch.
-        artefact_targets: ``energy`` objective: a masked output's distortion of its first
-            instrument (:func:`~bisep.train.clap_batches.target_artefacts`) counts as energy
-            of no instrument (spread evenly over all), so a distorted output is judged less
-            sure, as an SDR would judge it.
-        gain_db: range of the random gain of every item, in dB.
-        lr: AdamW learning rate (warm-up, then cosine decay to 2% of it).
-        weight_decay: AdamW weight decay.
-        warmup_steps: linear warm-up steps.
-        class_loss_weight: ``subset`` objective: weight of the multi-label term against the
-            single-instrument captions (the batch InfoNCE has weight 1).
-        max_logit_scale: the learned logit scale is clipped to this.
-        clip_seconds: clips are cut or zero-padded to this length.
-        num_threads: torch CPU threads (0 leaves torch's default).
-        log_every: print the running loss every this many steps (0: never).
-        audio_conf: :class:`~bisep.conditioners.mini_clap.AudioTower` keywords (its defaults
-            filled in).
-        text_model_dir: all-MiniLM-L6-v2 folder; ``None`` is the wheel's copy.
-    """
-
-    seed: int = 0
-    steps: int = 400
-    objective: str = "subset"
-    clean_per_batch: int = 32
-    pool_mixtures_per_batch: int = 16
-    made_mixtures_per_batch: int = 16
-    masked_per_batch: int = 0
-    three_fraction: float = 0.25
-    added_level_db: tuple = (-20.0, 0.0)
-    masked_level_db: tuple = (-6.0, 6.0)
-    mask_sharpness: tuple = (0.5, 4.0)
-    mask_max_blend: float = 1.0
-    energy_power: float = 1.0
-    artefact_targets: bool = False
-    separator_models: tuple = ()
-    separator_outputs: int = 1000
-    separator_per_batch: int = 16
-    gain_db: tuple = (-12.0, 6.0)
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 30
-    class_loss_weight: float = 1.0
-    max_logit_scale: float = 100.0
-    clip_seconds: float = 3.0
-    num_threads: int = 2
-    log_every: int = 50
-    audio_conf: dict | None = None
-    text_model_dir: str | None = None
-
-
-def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) -> dict:
-    """Read a ``train-clap`` YAML (or none), apply ``key=value`` overrides, check every key
-    against :class:`MiniClapTrainConfig` and fill in the defaults.
-
-    Raises:
-        bisep.config.ConfigError: naming the file, line and the fix.
-    """
-    from bisep.config import LineMap, apply_overrides, load_yaml, resolve_conf
-
-    cfg, lines = load_yaml(path) if path is not None else ({}, LineMap(None))
-    cfg = apply_overrides(cfg, list(overrides))
-    resolved = resolve_conf(MiniClapTrainConfig, cfg, lines.where, "the train-clap config",
-                            "bisep train-clap")
-    from bisep.conditioners.mini_clap import AudioTower
-
-    audio_conf = resolved["audio_conf"] or {}
-    if not isinstance(audio_conf, dict):
-        raise_config(lines.where("audio_conf"), "'audio_conf' must be a mapping of AudioTower "
-                                                "keywords, e.g. {channels: [8, 16, 32, 128]}")
-    # embed_dim is the text tower's (384), not the audio tower's choice.
-    audio_conf = resolve_conf(AudioTower, audio_conf,
-                              lambda *k: lines.where("audio_conf", *k), "audio_conf",
-                              "the mini_clap audio tower", bound=("embed_dim",))
-    resolved["audio_conf"] = {k: list(v) if isinstance(v, tuple) else v
-                              for k, v in audio_conf.items()}
-    for key in ("added_level_db", "masked_level_db", "gain_db", "mask_sharpness"):
-        value = resolved[key]
-        if len(value) != 2 or not value[0] <= value[1]:
-            raise_config(lines.where(key), f"'{key}' must be a range [low, high] in dB, got "
-                                           f"{value!r}")
-        resolved[key] = [float(v) for v in value]
-    if resolved["added_level_db"][1] > 0:
-        raise_config(lines.where("added_level_db"), "added instruments must not be louder than "
-                                                    "the first (added_level_db high <= 0)")
-    if resolved["objective"] not in OBJECTIVES:
-        raise_config(lines.where("objective"), f"objective must be one of "
-                                               f"{', '.join(OBJECTIVES)}, got "
-                                               f"{resolved['objective']!r}")
-    if not resolved["mask_sharpness"][0] > 0:
-        raise_config(lines.where("mask_sharpness"), "mask_sharpness must be a range of "
-                                                    "positive exponents, e.g. [0.5, 4.0]")
-    if not 0.0 <= resolved["mask_max_blend"] <= 1.0:
-        raise_config(lines.where("mask_max_blend"), "mask_max_blend must be in [0, 1]")
-    if not resolved["energy_power"] > 0:
-        raise_config(lines.where("energy_power"), "energy_power must be > 0")
-    counts = ("clean_per_batch", "pool_mixtures_per_batch", "made_mixtures_per_batch",
-              "masked_per_batch", "separator_outputs", "separator_per_batch")
-    resolved["separator_models"] = [str(p) for p in resolved["separator_models"] or []]
-    if resolved["steps"] < 1 or resolved["clean_per_batch"] < 2 \
-            or any(resolved[k] < 0 for k in counts):
-        raise_config(lines.path, "need steps >= 1, clean_per_batch >= 2 and no negative "
-                                 "batch counts")
-    if not 0.0 <= resolved["three_fraction"] <= 1.0:
-        raise_config(lines.where("three_fraction"), "three_fraction must be in [0, 1]")
-    return resolved
-
-
-def raise_config(where: str, message: str):
-    from bisep.config import ConfigError
-
-    raise ConfigError(f"{where}: {message}.")
 
 
 # ------------------------------------------------------------------------------ training
@@ -243,7 +108,7 @@ def separator_files(conf: dict) -> list[Path]:
     return files
 
 
-def _separator_bank(conf: dict, conditioner, singles, log) -> tuple:
+def _separator_bank(conf: dict, conditioner, singles) -> tuple:
     """Every ``separator_models`` entry's outputs (see
     :func:`~bisep.train.clap_batches.separator_outputs`), concatenated."""
     from bisep.checkpoint import from_pretrained
@@ -258,8 +123,8 @@ def _separator_bank(conf: dict, conditioner, singles, log) -> tuple:
         start = time.perf_counter()
         parts.append(separator_outputs(separator, conditioner, singles,
                                        conf["separator_outputs"], conf["seed"] + number))
-        log(f"train-clap: {len(parts[-1][1])} outputs of {model_file} in "
-            f"{time.perf_counter() - start:.0f} s")
+        log.info("train-clap: %d outputs of %s in %.0f s", len(parts[-1][1]), model_file,
+                 time.perf_counter() - start)
     audio, labels, energies, splits = zip(*parts)
     return (torch.cat(audio), [x for part in labels for x in part],
             [x for part in energies for x in part], [x for part in splits for x in part])
@@ -279,14 +144,18 @@ def checkpoint_package(conditioner, conf: dict, labels: list[str], report: dict 
             "state_dict": conditioner.audio_state_dict(), "infos": infos}
 
 
-def train(data_dir: str | Path, out_dir: str | Path, conf: dict, log=print) -> dict:
+def train(data_dir: str | Path, out_dir: str | Path, conf: dict) -> dict:
     """Train the audio tower, evaluate it, write ``mini_clap.pth`` and ``eval.json``.
+
+    Every ``checkpoint_every`` steps and at the end of training the training state is
+    written to ``<out_dir>/checkpoints/last.pth``; a run on a folder that holds one
+    continues from its step (:mod:`bisep.train.clap_progress`). Progress goes to the
+    ``bisep.train.mini_clap`` logger and to ``<out_dir>/logs/metrics.csv``.
 
     Args:
         data_dir: holds ``clap_pool.jsonl`` and ``clap_heldout.jsonl``.
         out_dir: where ``mini_clap.pth``, ``eval.json`` and ``config.yaml`` are written.
-        conf: a config resolved by :func:`load_train_config`.
-        log: where progress lines go.
+        conf: a config resolved by :func:`bisep.train.clap_config.load_train_config`.
 
     Returns:
         The evaluation report (the content of ``eval.json``).
@@ -298,6 +167,8 @@ def train(data_dir: str | Path, out_dir: str | Path, conf: dict, log=print) -> d
     from bisep.conditioners.mini_clap import MiniClapConditioner
     from bisep.data.prompts import TEMPLATES
     from bisep.train.clap_batches import BatchMaker, load_clips, split_by_count
+    from bisep.train.clap_progress import (METRICS_FILE, STATE_FILE, MetricsLog,
+                                           restore_state, save_state)
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     for name in (POOL_MANIFEST, HELDOUT_MANIFEST):
@@ -322,12 +193,12 @@ def train(data_dir: str | Path, out_dir: str | Path, conf: dict, log=print) -> d
     if len(singles.ids) < 2 or len({lab for (lab,) in singles.labels}) < 2:
         raise ValueError(f"{data_dir / POOL_MANIFEST} needs single-instrument clips of at "
                          f"least two instruments")
-    log(f"train-clap: {len(singles.ids)} clean clips and {len(mixtures.ids)} mixtures of "
-        f"{len(labels)} instruments; held out {len(heldout.ids)} clips; objective "
-        f"{conf['objective']}")
+    log.info("train-clap: %d clean clips and %d mixtures of %d instruments; held out %d "
+             "clips; objective %s", len(singles.ids), len(mixtures.ids), len(labels),
+             len(heldout.ids), conf["objective"])
 
     captions = list(TEMPLATES) + [None]
-    bank = _separator_bank(conf, conditioner, singles, log) if conf["separator_models"] else None
+    bank = _separator_bank(conf, conditioner, singles) if conf["separator_models"] else None
     batches = BatchMaker(singles, mixtures, conf, captions, bank)
     # No weight decay on the logit scale: it would pull the temperature towards 1.
     optimizer = torch.optim.AdamW(
@@ -344,9 +215,16 @@ def train(data_dir: str | Path, out_dir: str | Path, conf: dict, log=print) -> d
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     max_log_scale = math.log(conf["max_logit_scale"])
     loss_fn = _energy_step if conf["objective"] == "energy" else _subset_step
+    state_file, first_step, running, seconds = out_dir / STATE_FILE, 0, [], 0.0
+    if state_file.is_file():
+        first_step, running, seconds = restore_state(state_file, conf, conditioner, optimizer,
+                                                     scheduler, batches)
+        log.info("train-clap: continuing from step %d/%d (%s)", first_step, conf["steps"],
+                 state_file)
+    metrics = MetricsLog(out_dir / METRICS_FILE, keep_until=first_step)
     conditioner.train()
-    start, running = time.perf_counter(), []
-    for step in range(conf["steps"]):
+    start = time.perf_counter() - seconds
+    for step in range(first_step, conf["steps"]):
         batch = batches()
         template = captions[step % len(captions)]
         parts = loss_fn(conditioner, batch, batches, labels, template, conf)
@@ -358,18 +236,28 @@ def train(data_dir: str | Path, out_dir: str | Path, conf: dict, log=print) -> d
         with torch.no_grad():
             conditioner.log_logit_scale.clamp_(max=max_log_scale)
         running.append([value.item() for value in parts.values()])
-        if conf["log_every"] and ((step + 1) % conf["log_every"] == 0
-                                  or step + 1 == conf["steps"]):
+        done = step + 1
+        if conf["log_every"] and (done % conf["log_every"] == 0 or done == conf["steps"]):
             means = np.mean(running, axis=0)
             terms = ", ".join(f"{name} {value:.3f}" for name, value in zip(parts, means))
-            log(f"step {step + 1}/{conf['steps']}: {terms}, logit scale "
-                f"{conditioner.logit_scale.item():.1f}, {time.perf_counter() - start:.0f} s")
+            elapsed = time.perf_counter() - start
+            log.info("step %d/%d: %s, logit scale %.1f, %.0f s", done, conf["steps"], terms,
+                     conditioner.logit_scale.item(), elapsed)
+            metrics.append({"step": done, "train_loss": float(sum(means)),
+                            **{f"train/{name}": float(v) for name, v in zip(parts, means)},
+                            "logit_scale": conditioner.logit_scale.item(),
+                            "lr": scheduler.get_last_lr()[0], "seconds": round(elapsed, 2)})
             running = []
+        if done == conf["steps"] or (conf["checkpoint_every"]
+                                     and done % conf["checkpoint_every"] == 0):
+            save_state(state_file, done, conditioner, optimizer, scheduler, batches, running,
+                       time.perf_counter() - start, conf)
     train_seconds = time.perf_counter() - start
 
     conditioner.freeze()
     report = evaluate(conditioner, heldout, labels, seed=conf["seed"])
-    report["train"] = {"steps": conf["steps"], "seconds": round(train_seconds, 1),
+    report["train"] = {"steps": conf["steps"], "continued_from": first_step,
+                       "seconds": round(train_seconds, 1),
                        "clean_clips": len(singles.ids), "mixtures": len(mixtures.ids),
                        "logit_scale": float(conditioner.logit_scale)}
     report["embed_audio_ms_per_clip"] = round(embed_speed(conditioner, rate), 3)

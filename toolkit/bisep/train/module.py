@@ -9,9 +9,13 @@ Validation logs the same weighted loss on held-out mixtures of mixtures (``val_l
 when a validation manifest with references is given, the SI-SDR and SI-SDR improvement of
 single-source queries on 2-source validation compositions (``val_si_sdr``,
 ``val_si_sdri``): the weak loss need not track separation quality, so both are logged and
-the config chooses which one selects the best checkpoint.
+the config chooses which one selects the best checkpoint. In a multi-process run the
+validation metrics are averaged over the processes (``sync_dist``), so every process ranks
+the checkpoints alike; training metrics are those of global rank 0's batches.
 """
 from __future__ import annotations
+
+import logging
 
 import pytorch_lightning as pl
 import torch
@@ -21,6 +25,8 @@ from bisep.losses.sdr import neg_sdr
 from bisep.registry import get_registry
 from bisep.separators.base import Conditioning
 from bisep.train.inputs import SOURCE_INPUTS, StepInputs, batch_conditioning, term_inputs
+
+log = logging.getLogger(__name__)
 
 
 class SeparationModule(pl.LightningModule):
@@ -139,6 +145,9 @@ class SeparationModule(pl.LightningModule):
         return total, parts
 
     def training_step(self, batch, batch_idx):
+        if log.isEnabledFor(logging.DEBUG):  # which MoMs each process trains on (BISEP_LOG_LEVEL)
+            log.debug("rank %d epoch %d step %d MoMs %s", self.global_rank, self.current_epoch,
+                      self.global_step, ",".join(batch["id"]))
         total, parts = self.compute_losses(batch, step=self.global_step)
         size = batch["mom"].shape[0]
         self.log("train_loss", total, prog_bar=True, batch_size=size)
@@ -150,13 +159,17 @@ class SeparationModule(pl.LightningModule):
         size = batch["mom"].shape[0] if "mom" in batch else batch["mixture"].shape[0]
         if "mom" in batch:
             total, parts = self.compute_losses(batch)
-            self.log("val_loss", total, batch_size=size, add_dataloader_idx=False)
+            self.log("val_loss", total, batch_size=size, add_dataloader_idx=False,
+                     sync_dist=True)
             for name, value in parts.items():
-                self.log(f"val/{name}", value, batch_size=size, add_dataloader_idx=False)
+                self.log(f"val/{name}", value, batch_size=size, add_dataloader_idx=False,
+                         sync_dist=True)
             return
         si_sdr, si_sdri = self.query_scores(batch)
-        self.log("val_si_sdr", si_sdr, prog_bar=True, batch_size=size, add_dataloader_idx=False)
-        self.log("val_si_sdri", si_sdri, batch_size=size, add_dataloader_idx=False)
+        self.log("val_si_sdr", si_sdr, prog_bar=True, batch_size=size, add_dataloader_idx=False,
+                 sync_dist=True)
+        self.log("val_si_sdri", si_sdri, batch_size=size, add_dataloader_idx=False,
+                 sync_dist=True)
 
     def query_scores(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean SI-SDR and SI-SDRi of one query per reference source.
