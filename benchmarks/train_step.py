@@ -23,11 +23,18 @@ its ``mode`` checked as ``bisep train`` does, and a
 ``compute_losses(batch)``, ``backward()``, ``optimizer.step()`` and ``zero_grad()``. Every
 mode runs on the same ``--repeats`` batches of the seeded loader after one untimed step, the
 modes interleaved so that load from other processes hits all of them alike. The table gives
-the mean and the best s/step and the mean's ratio to the unsupervised mean. A semi-supervised
+the mean and the best s/step and the mean's ratio to the unsupervised mean, in wall time and
+in CPU time of all threads (on cores shared with other jobs the CPU time is the steadier). A semi-supervised
 batch runs its supervised term only when it drew a MoM with stems: the table says how many
 timed batches did.
 
-The second table times one batch of the weak mode's separator, forward and backward (no
+The second table splits each mode's step into stages (:func:`step_breakdown`, the medians
+of the same timed batches): the separator forward (``encode`` once per MoM,
+``predict_masks`` for the mixture and phrase queries), the STFTs of the targets, the iSTFT
+of the phrase outputs, the query encoder's audio tower on them, the loss terms, and the
+backward pass split into loss, query encoder, iSTFT and separator parts, then Adam.
+
+The third table times one batch of the weak mode's separator, forward and backward (no
 conditioner, no loss): ``encode`` once per MoM (B items), ``predict_masks`` for the N*K
 phrase queries of each MoM (the predict time is the encode+predict time minus the encode
 time), and the same B*N*K masks with the encoder run once per query (``encode`` on B*N*K
@@ -42,6 +49,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,13 +121,90 @@ def build(mode: str, overrides: list[str], data: Path, dump: Path, batches: int)
     return module, optimizer, [next(loader) for _ in range(batches)]
 
 
-def step(module, optimizer, batch) -> float:
-    start = time.perf_counter()
+def step(module, optimizer, batch) -> tuple[float, float]:
+    """Wall and CPU seconds (all threads) of one optimisation step."""
+    start, cpu = time.perf_counter(), time.process_time()
     total, _ = module.compute_losses(batch)
     total.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+# Stage order of the breakdown: forward stages in the order they are forced, then backward.
+FORWARD_STAGES = {
+    "separator forward": ("features", "mixture_masks", "row_masks", "phrase_masks",
+                          "source_masks"),
+    "target STFTs": ("mixture_mags", "source_mags"),
+    "iSTFT forward": ("phrase_wavs", "source_estimates"),
+    "query encoder forward": ("phrase_audio_emb",),
+}
+BACKWARD_STAGES = ("losses backward", "query encoder backward", "iSTFT backward",
+                   "separator backward")
+STAGES = (*FORWARD_STAGES, "losses forward", *BACKWARD_STAGES, "optimizer step")
+
+
+def step_breakdown(module, optimizer, batch) -> dict[str, float]:
+    """CPU seconds (all threads) of each stage of one step, the step being ``compute_losses``' work done in a
+    fixed order (the same inputs and terms; every term at full weight).
+
+    Forward stages are timed as the inputs they produce are forced. The backward pass is one
+    ``backward()`` call, split at the moments the gradients of the phrase embeddings, the
+    phrase waveforms and the masks are complete (tensor hooks): the autograd engine runs the
+    nodes created last first, and the forward order above puts the query encoder last and
+    the separator first, so each interval is one stage's backward.
+    """
+    from bisep.train.inputs import SOURCE_INPUTS, StepInputs
+
+    inputs = StepInputs(module.separator, module.conditioner, module.embed_prompts, batch,
+                        query_source=module.query_source)
+    wanted = set()
+    for name, _, required, optional in module.term_specs:
+        if SOURCE_INPUTS.intersection(required) and "sources" not in batch:
+            continue
+        wanted.update(required)
+        wanted.update(n for n in optional if "sources" in batch or not n.startswith("source_"))
+    if wanted & {"phrase_audio_emb", "source_estimates"}:
+        wanted.add("phrase_wavs")
+    seconds = dict.fromkeys(STAGES, 0.0)
+    start = time.process_time()
+    for stage, names in FORWARD_STAGES.items():
+        for name in names:
+            if name in wanted or name == "features":
+                inputs[name]
+        now = time.process_time()
+        seconds[stage], start = now - start, now
+    total = 0.0
+    for term, (name, weight, required, optional) in zip(module.terms, module.term_specs):
+        if SOURCE_INPUTS.intersection(required) and "sources" not in batch:
+            continue
+        total = total + weight * term(**inputs.kwargs_for(required, optional))
+    now = time.process_time()
+    seconds["losses forward"], start = now - start, now
+
+    marks = {}
+    def mark(stage):
+        def hook(grad):
+            marks.setdefault(stage, time.process_time())
+        return hook
+    boundaries = {"losses backward": ("phrase_audio_emb",),
+                  "query encoder backward": ("row_wavs",),
+                  "iSTFT backward": ("row_masks", "source_masks")}
+    for stage, names in boundaries.items():
+        for name in names:
+            if name in inputs._cache and inputs._cache[name].requires_grad:
+                inputs._cache[name].register_hook(mark(stage))
+    total.backward()
+    end = time.process_time()
+    previous = start
+    for stage in BACKWARD_STAGES[:-1]:
+        if stage in marks:
+            seconds[stage], previous = marks[stage] - previous, marks[stage]
+    seconds["separator backward"] = end - previous
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    seconds["optimizer step"] = time.process_time() - end
+    return seconds
 
 
 def tensors(obj):
@@ -217,6 +302,10 @@ def main() -> None:
                 seconds = step(*built[m][:2], built[m][2][r])
                 if r:
                     times[m].append(seconds)
+        stages = {m: [] for m in modes}
+        for r in range(1, args.repeats + 1):
+            for m in modes:
+                stages[m].append(step_breakdown(*built[m][:2], built[m][2][r]))
 
     module, _, batches = built["unsupervised"]
     config = module.config
@@ -226,17 +315,29 @@ def main() -> None:
           f"of {first['mom'].shape[-1] / module.separator.sample_rate:g} s, "
           f"N={len(first['phrases'][0])} K={len(first['phrases'][0][0])}; "
           f"{args.repeats} timed steps per mode")
-    print(f"{'mode':13s} {'mean s':>7s} {'best s':>7s} {'x unsup':>8s}  loss terms")
-    ref = sum(times["unsupervised"]) / args.repeats
+    print(f"{'mode':13s} {'mean s':>7s} {'best s':>7s} {'x unsup':>8s} {'CPU s':>7s} "
+          f"{'x unsup':>8s}  loss terms")
+    ref = sum(wall for wall, _ in times["unsupervised"]) / args.repeats
+    ref_cpu = sum(cpu for _, cpu in times["unsupervised"]) / args.repeats
     for m in modes:
-        mean = sum(times[m]) / args.repeats
+        mean = sum(wall for wall, _ in times[m]) / args.repeats
+        cpu = sum(c for _, c in times[m]) / args.repeats
         terms = " + ".join(f"{item['weight']:g} {item['name']}"
                            for item in built[m][0].config["criterions"])
         if m == "semi":
             with_stems = sum("sources" in b and bool(b["source_valid"].any())
                              for b in built[m][2][1:])
             terms += f" ({with_stems}/{args.repeats} batches with stems)"
-        print(f"{m:13s} {mean:7.2f} {min(times[m]):7.2f} {mean / ref:8.2f}  {terms}")
+        print(f"{m:13s} {mean:7.2f} {min(w for w, _ in times[m]):7.2f} {mean / ref:8.2f} "
+              f"{cpu:7.2f} {cpu / ref_cpu:8.2f}  {terms}")
+
+    print(f"\nstep breakdown, CPU seconds (median of {args.repeats} steps; backward split at "
+          f"the gradients of the phrase embeddings, waveforms and masks)")
+    print(f"  {'stage':26s}" + "".join(f" {m:>12s}" for m in modes))
+    for stage in (*STAGES, "total"):
+        values = [statistics.median(sum(s.values()) if stage == "total" else s[stage]
+                                    for s in stages[m]) for m in modes]
+        print(f"  {stage:26s}" + "".join(f" {v:12.3f}" for v in values))
 
     weak = built.get("weak", built["unsupervised"])
     c = per_query_costs(weak[0], weak[2][0], args.repeats)

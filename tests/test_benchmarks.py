@@ -1,7 +1,8 @@
 """Every script in benchmarks/ runs in its --smoke mode and prints its ratio line.
 
-No other test imports the benchmarks, so without this they rot unnoticed (an import of a
-renamed class once kept separator_rtf.py from starting at all).
+Only tests/test_separators.py reads one of them (the frozen pre-tuning cond_unet kept in
+separator_rtf.py), so without this they rot unnoticed (an import of a renamed class once
+kept separator_rtf.py from starting at all).
 """
 import os
 import re

@@ -1,8 +1,10 @@
 """bisep.separators: shapes, any length, sharing across queries is exact, padding mask,
 gradients, checkpoints, clear errors. Small configurations so the file runs in seconds."""
+import importlib.util
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,6 +153,45 @@ def test_shared_computation_is_exact(name):
         shared = model.predict_masks(model.encode(mag), query)
         reference = unshared_cond_unet(model, mag, query)
     torch.testing.assert_close(shared, reference, atol=1e-5, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------ tuned inference
+def pre_tuning_masks():
+    """``reference_masks`` of benchmarks/separator_rtf.py: cond_unet's masks as computed
+    before its inference path was tuned (one frozen copy, timed by the benchmark)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "separator_rtf.py"
+    spec = importlib.util.spec_from_file_location("separator_rtf", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.reference_masks
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_tuned_inference_gives_the_pre_tuning_masks(context, monkeypatch):
+    reference_masks = pre_tuning_masks()
+    calls = []
+    winograd = torch._nnpack_spatial_convolution
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution",
+                        lambda *args: calls.append(1) or winograd(*args))
+    model = build("cond_unet_sca").eval()
+    _, mag = model.analyze(wav(9999))
+    for query in (make_query(), select(make_query(), [1])):  # shared skips, one query
+        with context():
+            tuned = model.predict_masks(model.encode(mag), query)
+            reference = reference_masks(model, mag, query)
+        torch.testing.assert_close(tuned, reference, atol=1e-5, rtol=1e-4)
+    # The layers of 32+ channels ran the Winograd convolution (when NNPACK is there).
+    assert bool(calls) == torch._nnpack_available()
+
+
+def test_training_convolutions_stay_on_conv2d(monkeypatch):
+    def refuse(*args):
+        raise AssertionError("NNPACK used where a gradient is wanted")
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", refuse)
+    model = build("cond_unet_sca")
+    model(wav(4000), make_query()).mean().backward()
+    assert model.ups[0].res.conv.weight.grad is not None
 
 
 # ------------------------------------------------------------------------ tokens

@@ -15,6 +15,7 @@ The data flow (``bisep/dsp`` does the signal processing)::
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,25 @@ class BaseSeparator(torch.nn.Module):
     def get_model_args(self) -> dict:
         raise NotImplementedError
 
+    @property
+    def independent_queries(self) -> bool:
+        """Whether a query's mask depends only on its own item and query, not on the other
+        queries of the call. A trainer may then run a query repeated within an item once
+        (``bisep.train.inputs``). A separator that normalises over the batch of queries
+        (BatchNorm in training mode after the queries are folded in) returns ``False``."""
+        return True
+
+    def select_items(self, features: Any, index: torch.Tensor) -> Any:
+        """The :meth:`encode` output of the items ``index``, in that order.
+
+        The default indexes dim 0 of every tensor in ``features`` (a tensor, or lists,
+        tuples, dicts and dataclasses of them); other values are kept.
+
+        Shape:
+            index: ``(M,)`` int64 -> features of ``M`` items.
+        """
+        return _select_items(features, index)
+
     # -- shared plumbing ------------------------------------------------------------------
     def analyze(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Complex STFT and magnitude of a mixture.
@@ -125,3 +145,16 @@ class BaseSeparator(torch.nn.Module):
             raise TypeError(f"query embedding must be (B, Q, D) = ({batch}, Q, "
                             f"{self.query_dim}), got {tuple(emb.shape)}; was the model "
                             f"trained with another conditioner?")
+
+
+def _select_items(obj: Any, index: torch.Tensor) -> Any:
+    if torch.is_tensor(obj):
+        return obj.index_select(0, index)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_select_items(item, index) for item in obj)
+    if isinstance(obj, dict):
+        return {key: _select_items(item, index) for key, item in obj.items()}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: _select_items(getattr(obj, f.name), index)
+                                           for f in dataclasses.fields(obj) if f.init})
+    return obj

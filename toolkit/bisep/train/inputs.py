@@ -3,7 +3,9 @@
 A loss term (a ``loss`` plugin) asks for its inputs by the names of its ``forward``
 arguments; :class:`StepInputs` computes only what the configured terms ask for. A
 weakly-supervised step therefore never builds source targets, and an unsupervised one never
-runs the conditioner's audio tower.
+runs the conditioner's audio tower. Each input is computed once per step, whichever terms
+read it, and a phrase repeated within an item is separated, synthesized and embedded once
+(:class:`PhraseRows`).
 
 Names and shapes (``B`` batch, ``N`` mixtures per mixture of mixtures, ``K`` phrases per
 mixture, ``S`` single-source slots, ``F``/``T`` STFT bins/frames, ``L`` samples, ``D``
@@ -12,6 +14,7 @@ embedding size) are listed in :data:`PROVIDED`.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -37,7 +40,8 @@ PROVIDED: dict[str, str] = {
 # The inputs that need single-source audio: a mode that has none must not ask for them.
 SOURCE_INPUTS = frozenset({"source_masks", "source_mags", "source_estimates", "source_wavs"})
 # Shared steps several inputs are computed from.
-INTERMEDIATE = frozenset({"spec", "features", "phrase_conditioning", "phrase_wavs"})
+INTERMEDIATE = frozenset({"spec", "features", "phrase_conditioning", "phrase_rows",
+                          "row_masks", "row_wavs", "phrase_wavs"})
 PHRASE_INPUTS = frozenset({"phrase_masks", "phrase_audio_emb", "phrase_text_emb"})
 
 
@@ -52,6 +56,40 @@ def batch_conditioning(embed_prompts: Callable[[list[str]], Conditioning],
 
     return Conditioning(per_batch(cond.embedding), per_batch(cond.tokens),
                         per_batch(cond.token_mask))
+
+
+@dataclass
+class PhraseRows:
+    """The distinct queries among a batch's ``B·N·K`` phrase slots.
+
+    A phrase repeated to fill K slots, or named by two mixtures of one MoM, asks the same
+    separator the same question about the same mixture: its mask, waveform and audio
+    embedding are computed once, for its row, and every slot reads its row.
+
+    Attributes:
+        items: ``(R,)`` int64, the batch item of each row.
+        prompts: the R prompts.
+        of_slot: ``(B·N·K,)`` int64, the row of each slot.
+    """
+
+    items: torch.Tensor
+    prompts: list[str]
+    of_slot: torch.Tensor
+
+
+def phrase_rows(phrases: list[list[list[str]]], share: bool) -> PhraseRows:
+    """The rows of :class:`PhraseRows` for ``phrases[b][n][k]``; with ``share=False`` every
+    slot is its own row."""
+    items, prompts, of_slot, seen = [], [], [], {}
+    for b, item in enumerate(phrases):
+        for prompt in (p for mix in item for p in mix):
+            key = (b, prompt) if share else len(of_slot)
+            if key not in seen:
+                seen[key] = len(prompts)
+                items.append(b)
+                prompts.append(prompt)
+            of_slot.append(seen[key])
+    return PhraseRows(torch.tensor(items), prompts, torch.tensor(of_slot))
 
 
 def term_inputs(term: torch.nn.Module, name: str) -> tuple[list[str], list[str]]:
@@ -88,11 +126,16 @@ class StepInputs:
         query_source: ``"text"``: the mixture-level queries are the captions' embeddings;
             ``"audio"``: the conditioner's embedding of each mixture's own audio (CLIPSep-style
             training; phrases and single sources stay text queries).
+        share_phrases: compute a phrase repeated within an item once (:class:`PhraseRows`)
+            when the separator's queries are independent
+            (:attr:`~bisep.separators.base.BaseSeparator.independent_queries`); the values
+            are those of one query per slot, up to float rounding. ``False`` runs every slot.
     """
 
     def __init__(self, separator, conditioner, embed_prompts: Callable[[list[str]], Conditioning],
-                 batch: dict, query_source: str = "text"):
+                 batch: dict, query_source: str = "text", share_phrases: bool = True):
         self.separator = separator
+        self.share_phrases = share_phrases
         self.conditioner = conditioner
         self.embed_prompts = embed_prompts
         self.batch = batch
@@ -159,11 +202,38 @@ class StepInputs:
             emb = self.conditioner.embed_audio(audio)
         return Conditioning(emb.reshape(b, m, -1).to(wavs.dtype))
 
+    def _phrase_rows(self) -> PhraseRows:
+        return phrase_rows(self.batch["phrases"],
+                           self.share_phrases and self.separator.independent_queries)
+
+    def _row_masks(self):
+        """``(R, F, T)``: one mask per row of :class:`PhraseRows`."""
+        rows = self["phrase_rows"]
+        if len(rows.prompts) == rows.of_slot.numel():
+            # No slot shares a row: one call with the queries of each item together, as
+            # a separator whose queries are not independent must be called.
+            masks = self.separator.predict_masks(self["features"], self["phrase_conditioning"])
+            return masks.flatten(0, 1)
+        device = self["mom_mag"].device
+        cond = self.embed_prompts(rows.prompts)
+        one_per_item = Conditioning(*(None if x is None else x.transpose(0, 1)
+                                      for x in (cond.embedding, cond.tokens, cond.token_mask)))
+        features = self.separator.select_items(self["features"], rows.items.to(device))
+        return self.separator.predict_masks(features, one_per_item)[:, 0]
+
+    def _row_wavs(self):
+        """``(R, L)``: the separated waveform of each row."""
+        rows = self["phrase_rows"]
+        spec = self["spec"][0].index_select(0, rows.items.to(self["spec"][0].device))
+        return self.separator.synthesize(spec, self["row_masks"].unsqueeze(1),
+                                         self.batch["mom"].shape[-1])[:, 0]
+
     def _phrase_masks(self):
         phrases = self.batch["phrases"]
-        n, k = len(phrases[0]), len(phrases[0][0])
-        masks = self.separator.predict_masks(self["features"], self["phrase_conditioning"])
-        return masks.reshape(masks.shape[0], n, k, *masks.shape[2:])
+        b, n, k = len(phrases), len(phrases[0]), len(phrases[0][0])
+        masks = self["row_masks"]
+        return masks[self["phrase_rows"].of_slot.to(masks.device)].reshape(
+            b, n, k, *masks.shape[1:])
 
     def _phrase_weights(self):
         return self.batch["phrase_weights"]
@@ -178,11 +248,9 @@ class StepInputs:
 
     def _phrase_wavs(self):
         """The separated phrase outputs ``(B, N·K, L)``."""
-        masks = self["phrase_masks"]
-        b, n, k = masks.shape[:3]
-        return self.separator.synthesize(self["spec"][0],
-                                         masks.reshape(b, n * k, *masks.shape[3:]),
-                                         self.batch["mom"].shape[-1])
+        wavs = self["row_wavs"]
+        return wavs[self["phrase_rows"].of_slot.to(wavs.device)].reshape(
+            len(self.batch["phrases"]), -1, wavs.shape[-1])
 
     def _sources_are_phrases(self) -> bool:
         # The collated batch queries every source slot with the phrase in the same slot
@@ -192,14 +260,16 @@ class StepInputs:
         return self.batch.get("source_prompts") == flat
 
     def _phrase_audio_emb(self):
-        masks = self["phrase_masks"]
-        b, n, k = masks.shape[:3]
-        wavs = _resample(self["phrase_wavs"].reshape(b * n * k, -1), self.separator.sample_rate,
-                         self.conditioner.sample_rate)
-        # Repeated phrases (padding up to K) carry no information: embed the first copies only.
-        valid = self["phrase_valid"].reshape(-1)
+        valid = self["phrase_valid"]
+        b, n, k = valid.shape
+        # Repeated phrases (padding up to K) carry no information: embed the first copies
+        # only, each row once (all of its valid slots read its embedding).
+        wavs = self["row_wavs"]
+        slot_rows = self["phrase_rows"].of_slot.to(wavs.device)[valid.reshape(-1)]
+        rows, position = torch.unique(slot_rows, return_inverse=True)
+        audio = _resample(wavs[rows], self.separator.sample_rate, self.conditioner.sample_rate)
         emb = wavs.new_zeros(b * n * k, self.conditioner.embed_dim)
-        emb[valid] = self.conditioner.embed_audio(wavs[valid]).to(emb.dtype)
+        emb[valid.reshape(-1)] = self.conditioner.embed_audio(audio).to(emb.dtype)[position]
         return emb.reshape(b, n, k, -1)
 
     def _logit_scale(self):
