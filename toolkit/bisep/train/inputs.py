@@ -19,6 +19,7 @@ from typing import Callable
 
 import torch
 
+from bisep.audio import resample_tensor
 from bisep.separators.base import Conditioning
 
 PROVIDED: dict[str, str] = {
@@ -197,7 +198,7 @@ class StepInputs:
         a query, not a judgement: no gradient flows into it."""
         b, m, length = wavs.shape
         with torch.no_grad():
-            audio = _resample(wavs.reshape(b * m, length), self.separator.sample_rate,
+            audio = resample_tensor(wavs.reshape(b * m, length), self.separator.sample_rate,
                               self.conditioner.sample_rate)
             emb = self.conditioner.embed_audio(audio)
         return Conditioning(emb.reshape(b, m, -1).to(wavs.dtype))
@@ -267,7 +268,7 @@ class StepInputs:
         wavs = self["row_wavs"]
         slot_rows = self["phrase_rows"].of_slot.to(wavs.device)[valid.reshape(-1)]
         rows, position = torch.unique(slot_rows, return_inverse=True)
-        audio = _resample(wavs[rows], self.separator.sample_rate, self.conditioner.sample_rate)
+        audio = resample_tensor(wavs[rows], self.separator.sample_rate, self.conditioner.sample_rate)
         emb = wavs.new_zeros(b * n * k, self.conditioner.embed_dim)
         emb[valid.reshape(-1)] = self.conditioner.embed_audio(audio).to(emb.dtype)[position]
         return emb.reshape(b, n, k, -1)
@@ -296,10 +297,3 @@ class StepInputs:
     def _source_wavs(self):
         return self.batch["sources"]
 
-
-def _resample(wav: torch.Tensor, rate: int, target: int) -> torch.Tensor:
-    if rate == target:
-        return wav
-    import torchaudio.functional as AF
-
-    return AF.resample(wav, rate, target)
