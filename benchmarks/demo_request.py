@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 import warnings
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # shared cores: see inference_memory.py
 
 import numpy as np  # noqa: E402
+from _timing import best_time  # noqa: E402  (benchmarks/_timing.py)
 
 RATE = 16000
 
@@ -48,15 +48,6 @@ def clip(seconds: float, rate: int) -> np.ndarray:
     return wav[None].astype(np.float32)  # (1, time)
 
 
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="a model.pth or model folder (default: random "
@@ -80,8 +71,8 @@ def main() -> None:
         # Warm-up, as `bisep demo` does at start: the text tower loads on its first query,
         # matplotlib its fonts on its first figure.
         separate_for_page(sep, (wav, RATE), queries, names, out)
-        alone = best(lambda: sep.separate(wav, queries, RATE), args.repeats)
-        page = best(lambda: separate_for_page(sep, (wav, RATE), queries, names, out),
+        alone = best_time(lambda: sep.separate(wav, queries, RATE), args.repeats)
+        page = best_time(lambda: separate_for_page(sep, (wav, RATE), queries, names, out),
                     args.repeats)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.seconds:g} s "
           f"clip, best of {args.repeats}, load average {os.getloadavg()[0]:.2f}")

@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from _timing import best_time  # benchmarks/_timing.py
 
 from bisep.export.onnx import MaskPredictor, export_onnx
 from bisep.separators.cond_unet import CondUNet
@@ -47,16 +48,6 @@ def models(smoke: bool, paper: bool) -> dict[str, torch.nn.Module]:
     if paper:  # conditioned on the embedding alone (no token states): see bisep.export.onnx
         found["cond_unet:paper"] = CondUNet(preset="paper", query_dim=QUERY_DIM)
     return found
-
-
-def best_of(run, repeats: int) -> float:
-    run()  # warm-up: first-call allocations and kernel selection
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -97,8 +88,8 @@ def main() -> None:
                                                        providers=["CPUExecutionProvider"])
                 with torch.inference_mode():
                     expected = predictor(mag, emb).numpy()
-                    t_torch = best_of(lambda: predictor(mag, emb), args.repeats)
-                t_ort = best_of(lambda: session.run(None, feeds), args.repeats)
+                    t_torch = best_time(lambda: predictor(mag, emb), args.repeats)
+                t_ort = best_time(lambda: session.run(None, feeds), args.repeats)
                 diff = float(np.abs(session.run(None, feeds)[0] - expected).max())
                 print(f"{name:<20} {threads:>7} {t_torch:>10.4f} {t_ort:>10.4f} {diff:>11.1e} "
                       f"{t_torch / t_ort:>9.2f}x")

@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
+
+from _timing import best_time  # benchmarks/_timing.py
 
 from bisep.apps.reference_free import score_reference_free
 from bisep.conditioners.mini_clap import MiniClapConditioner
@@ -56,16 +57,6 @@ def write_items(root: Path, n_items: int, seconds: float) -> Path:
         lines.append(json.dumps(entry))
     (root / "items.jsonl").write_text("\n".join(lines) + "\n")
     return root / "items.jsonl"
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up: file caches, the text tower's first call
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

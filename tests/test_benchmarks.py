@@ -44,7 +44,9 @@ def run_smoke(name: str) -> subprocess.CompletedProcess:
 
 
 def test_every_benchmark_is_listed():
-    assert sorted(p.name for p in BENCHMARKS.glob("*.py")) == sorted(RATIO_LINES)
+    # benchmarks/_*.py are helpers the scripts share, not benchmarks.
+    scripts = [p.name for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_")]
+    assert sorted(scripts) == sorted(RATIO_LINES)
     assert sorted(ORDER) == sorted(RATIO_LINES)
 
 
