@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 from bisep.atomic import write_text_atomic
 from bisep.errors import UserError
 from bisep.metrics.aggregate import summarize_rows
+from bisep.metrics.report import json_text
 
 # The keys of a manifest line or a score-list line that hold a path, or a map of paths,
 # relative to the list's folder (bisep.data.manifest, bisep.metrics.files).
@@ -186,17 +186,5 @@ def merge_scores(shard_dirs: list[str | Path], out_dir: str | Path) -> dict:
     }
     out_dir = Path(out_dir)
     write_text_atomic(out_dir / "per_item.csv", "".join(f"{line}\n" for line in [header, *texts]))
-    write_text_atomic(out_dir / "summary.json", json.dumps(_strict(summary), indent=2,
-                                                           allow_nan=False) + "\n")
+    write_text_atomic(out_dir / "summary.json", json_text(summary))
     return summary
-
-
-def _strict(value):
-    """Strict JSON has no inf/nan: written as strings, as ``bisep score`` does."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: _strict(v) for key, v in value.items()}
-    if isinstance(value, list):
-        return [_strict(v) for v in value]
-    return value
