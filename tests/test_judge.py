@@ -259,6 +259,10 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
     assert configs["train_weak_t005"]["criterions"][0]["conf"]["temperature"] == 0.05
     assert weights["train_weak_cnt2"]["clap_contrastive"] == 2.0
     assert weights["train_weak_no_crl_cnt2"] == {"clap_contrastive": 2.0, "mix_separate": 5.0}
+    for name, change in (("sym", {"symmetric": True}), ("t01", {"temperature": 0.1})):
+        no_crl = configs[f"train_weak_no_crl_{name}"]["criterions"]
+        assert [c["name"] for c in no_crl] == ["clap_contrastive", "mix_separate"]
+        assert change.items() <= no_crl[0]["conf"].items()
     assert configs["train_weak_k2"]["data"]["num_phrases"] == 2
     assert configs["train_weak_long"]["trainer"]["max_steps"] == 4 * base["trainer"]["max_steps"]
     assert configs["train_weak_sisdr"]["trainer"]["monitor"] == "val_si_sdr"
@@ -266,5 +270,5 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
     plan = subprocess.run([sys.executable, "local/full_plan.py", "--conf", "conf/screen.yaml"],
                           cwd=recipe, capture_output=True, text=True, check=True).stdout
     tags = [line.split("\t")[1] for line in plan.splitlines() if line.startswith("run\t")]
-    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 14
+    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 16
     assert any(line.startswith("clap\t") for line in plan.splitlines())
