@@ -319,6 +319,22 @@ def test_a_loss_term_can_warm_up():
         load_config(TINY / "train_weak.yaml", ["data.query_source=image"])
 
 
+@pytest.mark.parametrize("config", ["train_weak_no_crl_sym.yaml", "train_weak_no_crl_t01.yaml",
+                                    "train_semi_snr_no_crl.yaml"])
+def test_the_screens_new_recipe_configs_train(corpus, tmp_path, config):
+    # The recipe's own files, shrunk by overrides only: what the screen runs is what trains.
+    recipe_conf = Path(__file__).parents[1] / "egs" / "synth_music" / "bimodal" / "conf"
+    exp = tmp_path / "run"
+    run_cli("train", "--config", recipe_conf / config, "--data-dir", corpus / "data",
+            "--dump-dir", corpus / "dump", "--exp-dir", exp, "trainer.max_steps=2",
+            "trainer.val_check_interval=2", "trainer.checkpoint_every_n_steps=2",
+            "trainer.num_threads=1", "trainer.progress_bar=false", "scheduler_conf.T_max=2",
+            "data.batch_size=2", "data.valid_batch_size=4", check=True, timeout=600)
+    assert torch.load(exp / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    header = (exp / "logs" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "val/clap_contrastive" in header and "val/consistency_reconstruction" not in header
+
+
 def test_a_nan_training_clip_is_named_before_step_1(corpus, tmp_path):
     import numpy as np
     import soundfile as sf
