@@ -97,10 +97,12 @@ def separator_files(conf: dict) -> list[Path]:
     Raises:
         FileNotFoundError: naming the entry that has none.
     """
+    from bisep.checkpoint import folder_checkpoint
+
     files = []
     for entry in conf["separator_models"]:
         path = Path(entry)
-        model_file = path / "model.pth" if path.is_dir() else path
+        model_file = (folder_checkpoint(path) or path / "model.pth") if path.is_dir() else path
         if not model_file.is_file():
             raise FileNotFoundError(f"separator_models: {model_file} does not exist; give "
                                     f"model.pth files or experiment folders of `bisep train`")
