@@ -209,6 +209,7 @@ class MiniClapConditioner(Conditioner):
         check_tokenizer(self.tokenizer, self.text.config.vocab_size, folder, TEXT_HELP)
         # The text tower is never trained, whatever ``frozen`` says.
         self.text.requires_grad_(False).eval()
+        # For inference and train-clap; bisep.train.module caches for conditioners that do not.
         self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         if frozen:
             self.freeze()
