@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bisep.conditioners.base import Conditioner
+from bisep.conditioners.base import Conditioner, ConditionerError, QueryError
 from bisep.conditioners.clap_common import fit_to_clip
 from bisep.conditioners.hf_clap import HfClapConditioner
 from bisep.conditioners.laion_clap import LaionClapConditioner
@@ -177,18 +177,18 @@ def test_laion_refuses_a_foreign_checkpoint(roberta_dir, tmp_path):
     torch.save({"state_dict": {"head.weight": torch.zeros(2)}}, path)
     with pytest.raises(ValueError, match="not a LAION-CLAP checkpoint.*lukewys/laion_clap"):
         LaionClapConditioner(checkpoint=str(path), text_model_dir=str(roberta_dir))
-    with pytest.raises(ValueError, match="unknown LAION-CLAP audio model 'HTSAT-huge'"):
+    with pytest.raises(ConditionerError, match="unknown LAION-CLAP audio model 'HTSAT-huge'"):
         LaionClapConditioner(checkpoint=str(path), text_model_dir=str(roberta_dir),
                              amodel="HTSAT-huge")
 
 
 def test_laion_argument_errors(roberta_dir, tmp_path):
-    with pytest.raises(ValueError, match="music_audioset_epoch_15_esc_90.14.pt.*lukewys"):
+    with pytest.raises(ConditionerError, match="music_audioset_epoch_15_esc_90.14.pt.*lukewys"):
         LaionClapConditioner(text_model_dir=str(roberta_dir))
     with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
         LaionClapConditioner(checkpoint=str(tmp_path / "missing.pt"),
                              text_model_dir=str(roberta_dir))
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ConditionerError, match="not both"):
         LaionClapConditioner(checkpoint="x.pt", text_model_dir=str(roberta_dir), random_init=True)
     with pytest.raises(FileNotFoundError, match="roberta-base"):
         LaionClapConditioner(random_init=True)
@@ -197,7 +197,8 @@ def test_laion_argument_errors(roberta_dir, tmp_path):
 def test_laion_refuses_the_empty_tokenizer(tmp_path):
     # Without vocab.json/merges.txt, transformers silently builds a 5-token tokenizer.
     write_roberta_config(tmp_path, 300)
-    with pytest.raises(ValueError, match=r"is empty \(5 tokens\).*local copy of roberta-base"):
+    with pytest.raises(ConditionerError,
+                       match=r"is empty \(5 tokens\).*local copy of roberta-base"):
         LaionClapConditioner(text_model_dir=str(tmp_path), random_init=True)
 
 
@@ -279,7 +280,7 @@ def test_hf_refuses_the_empty_tokenizer(hf_dir, tmp_path):
     for f in hf_dir.iterdir():
         if f.is_file() and not f.name.startswith("tokenizer"):
             (tmp_path / f.name).write_bytes(f.read_bytes())
-    with pytest.raises(ValueError, match=r"is empty \(5 tokens\).*hf download laion"):
+    with pytest.raises(ConditionerError, match=r"is empty \(5 tokens\).*hf download laion"):
         HfClapConditioner(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no CLAP config.json"):
         HfClapConditioner(str(tmp_path / "nowhere"))
@@ -349,19 +350,19 @@ def test_negative_query_moves_away_from_the_negative():
 
 def test_query_errors():
     cond = TableConditioner()
-    with pytest.raises(ValueError, match="no query"):
+    with pytest.raises(QueryError, match="no query"):
         embed_queries(cond, [])
-    with pytest.raises(ValueError, match="needs a text, an audio"):
+    with pytest.raises(QueryError, match="needs a text, an audio"):
         Query(negative="violin")
-    with pytest.raises(ValueError, match="without audio_rate"):
+    with pytest.raises(QueryError, match="without audio_rate"):
         Query(audio=torch.ones(10))
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(QueryError, match="empty"):
         embed_queries(cond, [" "])
-    with pytest.raises(ValueError, match=r"text_weight must be in \[0, 1\]"):
+    with pytest.raises(QueryError, match=r"text_weight must be in \[0, 1\]"):
         Query(text="violin", audio=torch.ones(10), audio_rate=8000, text_weight=1.5)
-    with pytest.raises(ValueError, match="negative_weight"):
+    with pytest.raises(QueryError, match="negative_weight"):
         Query(text="violin", negative="piano", negative_weight=0.0)
-    with pytest.raises(ValueError, match="cancels the positive"):
+    with pytest.raises(QueryError, match="cancels the positive"):
         embed_queries(cond, [Query(text="violin", negative="violin", negative_weight=1.0)])
     with pytest.raises(TypeError, match="pass a Query or a str"):
         embed_queries(cond, [3])

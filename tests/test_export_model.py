@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from bisep import checkpoint
 from bisep.export.checksums import ModelFolderError
+from bisep.export.model_folder import is_model_folder
 from bisep.inference import Separator
 from conftest import run_cli
 from export_fakes import LABELS, experiment
@@ -62,6 +64,17 @@ def test_a_copied_folder_separates_like_the_checkpoint(exported, tmp_path, monke
     assert (loaded.chunk_seconds, loaded.overlap) == (8.0, 0.25)
     np.testing.assert_allclose(loaded.separate(wav, ["the sound of a flute"], 16000)[0].target,
                                expected[0].target, atol=1e-6)
+
+
+def test_a_run_folder_is_told_from_a_model_folder_by_its_checkpoint(exported, tmp_path):
+    # One rule (bisep.checkpoint.folder_checkpoint): a folder holding a run's checkpoint is a
+    # run folder, even beside a config.json; the checkpoint is the one resolve() finds.
+    exp, folder = exported
+    assert is_model_folder(folder) and not is_model_folder(exp)
+    run = shutil.copytree(folder, tmp_path / "run")
+    shutil.copy(exp / "model.pth", run / "best_model.pth")
+    assert not is_model_folder(run) and checkpoint.resolve(run) == run / "best_model.pth"
+    assert not is_model_folder(tmp_path / "missing") and not is_model_folder(exp / "model.pth")
 
 
 @pytest.mark.parametrize("damage, tokens", [

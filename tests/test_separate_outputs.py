@@ -117,6 +117,18 @@ def test_bad_names_are_refused_before_any_work(tmp_path, model, options, tokens)
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("options, tokens", [
+    (["--negative", "piano", "--negative-weight", "1.5"], ("negative_weight", "(0, 1]", "1.5")),
+    (["--negative-weight", "0"], ("negative_weight", "(0, 1]", "0.0")),
+])
+def test_bad_query_settings_are_user_errors(tmp_path, model, options, tokens):
+    # bisep.conditioners.base.QueryError: reported by the CLI's one handler, no traceback.
+    song = wav(tmp_path / "song.wav")
+    rc, out, err = separate(model, song, "-o", tmp_path / "out", "--query", "violin", *options)
+    assert rc == 2 and all(token in err for token in tokens), err
+    assert err.startswith("bisep separate: error:") and not (tmp_path / "out").exists()
+
+
 def test_short_inputs_long_queries_and_tiny_chunks(tmp_path, model):
     data = tmp_path / "in"
     data.mkdir()

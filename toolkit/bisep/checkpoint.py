@@ -125,6 +125,17 @@ def read_weights(path: str | Path, what: str = "torch checkpoint", fix: str = ""
             f"never unpickles code), or was not written by torch.save. {fix}".rstrip()) from None
 
 
+# What a model directory (a `bisep train` run) holds, in order of preference.
+CHECKPOINT_NAMES = ("model.pth", "best_model.pth")
+
+
+def folder_checkpoint(folder: str | Path) -> Path | None:
+    """The checkpoint a model directory holds (the first of :data:`CHECKPOINT_NAMES` that
+    exists), or ``None``: the one rule that tells a run folder from any other folder."""
+    return next((Path(folder) / name for name in CHECKPOINT_NAMES
+                 if (Path(folder) / name).exists()), None)
+
+
 def resolve(path: str | Path) -> Path:
     """The checkpoint file of ``path``: the file itself, or a model directory's
     ``model.pth`` (else ``best_model.pth``).
@@ -134,8 +145,7 @@ def resolve(path: str | Path) -> Path:
     """
     path = Path(path)
     if path.is_dir():
-        candidates = [path / "model.pth", path / "best_model.pth"]
-        found = next((c for c in candidates if c.exists()), None)
+        found = folder_checkpoint(path)
         if found is None:
             raise CheckpointError(f"{path}: a model directory must hold model.pth or "
                                   f"best_model.pth (what `bisep train` writes)")

@@ -79,18 +79,15 @@ def build_queries(args):
         raise CliError("no query given: add --query TEXT (e.g. --query violin) or "
                        "--audio-query example.wav")
     queries, labels = [], []
-    try:
-        for text in args.query:
-            labels.append(query_label(text, negative=args.negative))
-            queries.append(Query(text=text, negative=args.negative,
-                                 negative_weight=args.negative_weight))
-        for path in args.audio_query:
-            labels.append(query_label(audio_name=Path(path).stem, negative=args.negative))
-            wav, rate = audio.read(path)
-            queries.append(Query(audio=torch.from_numpy(wav), audio_rate=rate,
-                                 negative=args.negative, negative_weight=args.negative_weight))
-    except ValueError as exc:  # a bad example file, an empty text
-        raise CliError(str(exc)) from None
+    for text in args.query:
+        labels.append(query_label(text, negative=args.negative))
+        queries.append(Query(text=text, negative=args.negative,
+                             negative_weight=args.negative_weight))
+    for path in args.audio_query:
+        labels.append(query_label(audio_name=Path(path).stem, negative=args.negative))
+        wav, rate = audio.read(path)
+        queries.append(Query(audio=torch.from_numpy(wav), audio_rate=rate,
+                             negative=args.negative, negative_weight=args.negative_weight))
     return queries, labels
 
 

@@ -43,8 +43,7 @@ def run(args) -> int:
 
     import yaml
 
-    from bisep.audio import AudioError
-    from bisep.checkpoint import CheckpointError
+    from bisep.outdir import prepare
     from bisep.train.clap_config import load_train_config
     from bisep.train.mini_clap import evaluate_checkpoint, train
 
@@ -55,16 +54,11 @@ def run(args) -> int:
     if not (args.data_dir and args.out_dir):
         raise CliError("give --data-dir (the data folder of stage 1) and --out-dir, e.g. "
                        "`bisep train-clap --data-dir data --out-dir exp/mini_clap`")
-    from bisep.outdir import OutputError, prepare
-
-    try:
-        # Checked writable and locked, as bisep train's experiment folder (bisep.outdir).
-        with prepare(args.out_dir, option="--out-dir"):
-            if args.evaluate:
-                return _evaluate_only(args, evaluate_checkpoint)
-            report = train(args.data_dir, args.out_dir, conf)
-    except (FileNotFoundError, AudioError, CheckpointError, OutputError, ValueError) as exc:
-        raise CliError(str(exc)) from None
+    # Checked writable and locked, as bisep train's experiment folder (bisep.outdir).
+    with prepare(args.out_dir, option="--out-dir"):
+        if args.evaluate:
+            return _evaluate_only(args, evaluate_checkpoint)
+        report = train(args.data_dir, args.out_dir, conf)
     summary = {"clean": {k: report["clean"][k] for k in
                          ("accuracy_train_templates_mean", "accuracy_heldout_template",
                           "accuracy_phrase")},

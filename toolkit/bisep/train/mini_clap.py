@@ -97,10 +97,12 @@ def separator_files(conf: dict) -> list[Path]:
     Raises:
         FileNotFoundError: naming the entry that has none.
     """
+    from bisep.checkpoint import folder_checkpoint
+
     files = []
     for entry in conf["separator_models"]:
         path = Path(entry)
-        model_file = path / "model.pth" if path.is_dir() else path
+        model_file = (folder_checkpoint(path) or path / "model.pth") if path.is_dir() else path
         if not model_file.is_file():
             raise FileNotFoundError(f"separator_models: {model_file} does not exist; give "
                                     f"model.pth files or experiment folders of `bisep train`")
@@ -112,14 +114,15 @@ def _separator_bank(conf: dict, conditioner, singles) -> tuple:
     """Every ``separator_models`` entry's outputs (see
     :func:`~bisep.train.clap_batches.separator_outputs`), concatenated."""
     from bisep.checkpoint import from_pretrained
+    from bisep.config import ConfigError
     from bisep.train.clap_batches import separator_outputs
 
     parts = []
     for number, model_file in enumerate(separator_files(conf)):
         separator = from_pretrained(model_file).eval()
         if separator.sample_rate != conditioner.sample_rate:
-            raise ValueError(f"separator_models: {model_file} runs at {separator.sample_rate} "
-                             f"Hz, the query encoder at {conditioner.sample_rate} Hz")
+            raise ConfigError(f"separator_models: {model_file} runs at {separator.sample_rate} "
+                              f"Hz, the query encoder at {conditioner.sample_rate} Hz")
         start = time.perf_counter()
         parts.append(separator_outputs(separator, conditioner, singles,
                                        conf["separator_outputs"], conf["seed"] + number))
@@ -165,6 +168,7 @@ def train(data_dir: str | Path, out_dir: str | Path, conf: dict) -> dict:
     from bisep.atomic import write_text_atomic
     from bisep.checkpoint import save
     from bisep.conditioners.mini_clap import MiniClapConditioner
+    from bisep.data.manifest import DataError
     from bisep.data.prompts import TEMPLATES
     from bisep.train.clap_batches import BatchMaker, load_clips, split_by_count
     from bisep.train.clap_progress import (METRICS_FILE, STATE_FILE, MetricsLog,
@@ -191,8 +195,8 @@ def train(data_dir: str | Path, out_dir: str | Path, conf: dict) -> dict:
     singles, mixtures = split_by_count(pool)
     labels = sorted({lab for clip in pool.labels for lab in clip})
     if len(singles.ids) < 2 or len({lab for (lab,) in singles.labels}) < 2:
-        raise ValueError(f"{data_dir / POOL_MANIFEST} needs single-instrument clips of at "
-                         f"least two instruments")
+        raise DataError(f"{data_dir / POOL_MANIFEST} needs single-instrument clips of at "
+                        f"least two instruments")
     log.info("train-clap: %d clean clips and %d mixtures of %d instruments; held out %d "
              "clips; objective %s", len(singles.ids), len(mixtures.ids), len(labels),
              len(heldout.ids), conf["objective"])

@@ -65,6 +65,7 @@ class SeparationModule(pl.LightningModule):
             self.terms.append(term)
             self.term_specs.append((item["name"], item["weight"], required, optional))
             self.term_schedules.append((item.get("start_step", 0), item.get("ramp_steps", 0)))
+        # For any conditioner (plugins may not cache); mini_clap's own serves use outside training.
         self._text_cache: dict[str, tuple] = {}
         self.wants_tokens = (self.separator.uses_tokens
                              and self.conditioner.token_dim is not None)
