@@ -307,6 +307,13 @@ def test_cli_list_mode_lists_items_without_stems_and_score_counts_them(tmp_path,
                                 "without_references": 1}
     rows = list(csv.DictReader((tmp_path / "s" / "per_item.csv").open()))
     assert {r["item"] for r in rows} == {"test_000", "test_002"}
+    # The same from Python; a progress bar over the listed items fills up.
+    from bisep.metrics.files import items_from_list
+    from bisep.metrics.report import score_files
+
+    done = []
+    report = score_files(items_from_list(out_dir / "items.jsonl"), progress=done.append)
+    assert sum(done) == 3 and report.summary["items"] == summary["items"]
     # The reference-free score takes every item.
     rc, out, err = run_main("score", "--reference-free", "--model", model, "--list",
                             out_dir / "items.jsonl", "--out-dir", tmp_path / "rf")

@@ -128,6 +128,8 @@ def score_files(items: list[ScoreItem], *, backend: str = "fast", mono: bool = F
     if len(items) < listed:
         log.warning("%d of %d item(s) have no references (\"sources\") and are not scored; "
                     "--reference-free scores them", listed - len(items), listed)
+        if progress:  # done with them: a progress bar over every listed item fills up
+            progress(listed - len(items))
     rate = run_rate(items[0], mono=mono, trim=trim)
     rows, skipped, trimmed = [], [], []
     for results in score_items(items, rate, mono=mono, trim=trim, backend=backend, nj=nj):
