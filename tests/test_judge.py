@@ -274,3 +274,15 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
     tags = [line.split("\t")[1] for line in plan.splitlines() if line.startswith("run\t")]
     assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 17
     assert any(line.startswith("clap\t") for line in plan.splitlines())
+
+
+def test_two_source_items_skip_items_without_references(tmp_path):
+    from bisep.train.clap_eval import two_source_items
+
+    lines = [{"id": "real", "mixture": "real.wav", "estimates": {"a": "1.wav", "b": "2.wav"}},
+             {"id": "one", "mixture": "m.wav", "sources": {"a": "r.wav"}, "estimates": {"a": "e.wav"}},
+             {"id": "two", "mixture": "m.wav", "sources": {"b": "r2.wav", "a": "r1.wav"},
+              "estimates": {"a": "e1.wav", "b": "e2.wav"}}]
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert [(item["id"], names) for item, names in two_source_items(tmp_path / "items.jsonl")] == [
+        ("two", ["a", "b"])]

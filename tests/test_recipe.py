@@ -67,7 +67,7 @@ def test_every_stage_writes_its_outputs(recipe_run):
     summary = json.loads((weak / "scores" / "summary.json").read_text())
     rows = (weak / "scores" / "per_item.csv").read_text().splitlines()
     assert summary["items"] == {"listed": len(test_items), "scored": len(test_items),
-                                "skipped": 0}
+                                "skipped": 0, "without_references": 0}
     assert len(rows) - 1 == summary["rows"] == sum(len(it["labels"]) for it in test_items)
     # 6: the reference-free proxy, and the model folder whose card holds these scores
     proxy = json.loads((weak / "scores_reference_free" / "summary.json").read_text())

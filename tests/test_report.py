@@ -265,3 +265,17 @@ def test_claims_file_replaces_the_papers_ratios(exp_dir, tmp_path):
     assert rc == 2 and "claims.yaml: claims[0]" in err and "numerator 'weakly'" in err
     rc, _, err = cli("report", "--exp-dir", exp_dir, "--claims", tmp_path / "none.yaml")
     assert rc == 2 and "none.yaml" in err and "--claims" in err
+
+
+def test_spectrograms_show_items_with_references_only(tmp_path):
+    from bisep.report import find_experiments
+    from bisep.report.figures import _spectrogram_rows
+
+    manifest, lines = make_data(tmp_path / "data")
+    make_experiment(tmp_path / "exp", "unsup", None, 0.6, manifest, lines, curves=False)
+    items = tmp_path / "exp" / "unsup" / "separated" / "items.jsonl"
+    entries = [json.loads(line) for line in items.read_text().splitlines()]
+    del entries[0]["sources"]  # a recording without stems, listed first
+    items.write_text("".join(json.dumps(x) + "\n" for x in entries))
+    rows = _spectrogram_rows(find_experiments(tmp_path / "exp"), n_items=1)
+    assert [title for title, _ in rows] == ["test_1: cello", "test_1: flute"]

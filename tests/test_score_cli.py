@@ -93,7 +93,8 @@ def test_score_folders_writes_rows_and_summary(dataset):
     assert summary["metrics"]["sdr"]["mean"] == pytest.approx(np.mean(sdrs), abs=1e-4)
     assert summary["metrics"]["sdr"]["count"] == 6
     assert summary["by_source"]["violin"]["sdri"]["count"] == 3
-    assert summary["items"] == {"listed": 3, "scored": 3, "skipped": 0}
+    assert summary["items"] == {"listed": 3, "scored": 3, "skipped": 0,
+                                "without_references": 0}
     assert summary["sample_rate"] == 16000 and summary["backend"] == "fast"
     assert sorted(os.listdir(out)) == ["per_item.csv", "summary.json"]  # no temp files left
     # The command is a skin over score_files: the same report from Python.
@@ -152,7 +153,7 @@ def test_score_nj_merges_to_the_same_outputs(tmp_path):
         assert (tmp_path / "nj1" / name).read_text() == (tmp_path / "nj2" / name).read_text()
     summary = json.loads((tmp_path / "nj2" / "summary.json").read_text())
     assert summary["items"] == {"listed": BATCH_ITEMS + 4, "scored": BATCH_ITEMS + 3,
-                                "skipped": 1}
+                                "skipped": 1, "without_references": 0}
     assert summary["skipped"]["items"][0]["id"] == "item05"
 
 
@@ -267,7 +268,8 @@ def test_silent_items_are_skipped_and_counted(dataset, capsys):
     assert "scored 1 of 3 items (2 sources)" in printed
     assert "skipped 2 (silent reference: 1, silent estimate: 1)" in printed
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["items"] == {"listed": 3, "scored": 1, "skipped": 2}
+    assert summary["items"] == {"listed": 3, "scored": 1, "skipped": 2,
+                                "without_references": 0}
     assert summary["skipped"]["items"][0] == {
         "id": "a", "reason": "silent reference 'violin': sum|x| = 0 <= 1e-05"}
     assert summary["skipped"]["items"][1]["reason"].startswith("silent estimate 'guitar'")
@@ -376,10 +378,12 @@ def test_reference_free_scores_a_separated_list_and_real_mixtures(tmp_path, use_
     moved = out_dir / "real.jsonl"  # beside items.jsonl: the relative paths still resolve
     moved.write_text("".join(json.dumps({k: v for k, v in line.items() if k != "sources"})
                              + "\n" for line in lines))
-    report = score_reference_free(encoder, items_from_list(moved, references=False))
+    report = score_reference_free(encoder, items_from_list(moved))
     assert [r["clap_score"] for r in report.rows] == pytest.approx(
         [float(r["clap_score"]) for r in rows], abs=1e-4)
-    with pytest.raises(ScoreInputError, match="sources"):
-        items_from_list(moved)  # an SDR run still needs references
+    from bisep.metrics.report import score_files
+
+    with pytest.raises(ScoreInputError, match="has references.*--reference-free"):
+        score_files(items_from_list(moved))  # SDR needs references
     rc = main(["score", "--reference-free", "--list", str(moved)])
     assert rc == 2  # no --model

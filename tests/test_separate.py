@@ -274,17 +274,72 @@ def test_cli_list_mode_errors(tmp_path, use_plugins):
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_list_mode_without_stems_separates_but_lists_nothing(tmp_path, use_plugins):
+def test_cli_list_mode_lists_items_without_stems_and_score_counts_them(tmp_path, use_plugins):
+    import csv
     import json
 
     registry = use_plugins("example")
-    save_model(registry, tmp_path / "model.pth")
+    model = save_model(registry, tmp_path / "model.pth")
     manifest = write_manifest_set(tmp_path / "data")
     lines = [json.loads(line) for line in manifest.read_text().splitlines()]
-    manifest.write_text("".join(json.dumps({k: v for k, v in line.items() if k != "stems"}) + "\n"
-                                for line in lines))
-    rc, out, err = separate_list(tmp_path / "model.pth", "--list", manifest, "-o", tmp_path / "o")
+    del lines[1]["stems"]  # a practitioner's recording: no references
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out_dir = tmp_path / "o"
+    rc, out, err = separate_list(model, "--list", manifest, "-o", out_dir)
     assert rc == 0, err
-    assert "3 item(s) have no stems (references), so they are not listed" in out
-    assert (tmp_path / "o" / "test_002" / "tuba.wav").exists()
-    assert (tmp_path / "o" / "items.jsonl").read_text() == ""
+    assert "(3 item(s), 2 with references to score)" in out
+    assert "1 item(s) have no stems" in out and "--reference-free" in out
+    items = [json.loads(line) for line in (out_dir / "items.jsonl").read_text().splitlines()]
+    assert [item["id"] for item in items] == ["test_000", "test_001", "test_002"]
+    assert "sources" not in items[1] and "sources" in items[0]
+    assert items[1]["estimates"] == {"acoustic_guitar": "test_001/acoustic_guitar.wav",
+                                     "cello": "test_001/cello.wav"}
+    assert items[1]["queries"]["cello"] == "the sound of a cello"
+
+    # SDR: the item without references is left out and counted, in a real subprocess.
+    scored = run_cli("score", "--list", out_dir / "items.jsonl", "--out-dir", tmp_path / "s")
+    assert scored.returncode == 0, scored.stderr
+    assert "scored 2 of 3 items (4 sources)" in scored.stdout
+    assert "1 without references, not scored" in scored.stdout
+    assert "1 of 3 item(s) have no references" in scored.stderr
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["items"] == {"listed": 3, "scored": 2, "skipped": 0,
+                                "without_references": 1}
+    rows = list(csv.DictReader((tmp_path / "s" / "per_item.csv").open()))
+    assert {r["item"] for r in rows} == {"test_000", "test_002"}
+    # The same from Python; a progress bar over the listed items fills up.
+    from bisep.metrics.files import items_from_list
+    from bisep.metrics.report import score_files
+
+    done = []
+    report = score_files(items_from_list(out_dir / "items.jsonl"), progress=done.append)
+    assert sum(done) == 3 and report.summary["items"] == summary["items"]
+    # The reference-free score takes every item.
+    rc, out, err = run_main("score", "--reference-free", "--model", model, "--list",
+                            out_dir / "items.jsonl", "--out-dir", tmp_path / "rf")
+    assert rc == 0, err
+    assert "scored 3 of 3 items (6 sources)" in out
+
+    # No item with stems: items.jsonl lists them all; SDR refuses with the way out.
+    manifest.write_text("".join(json.dumps({k: v for k, v in line.items() if k != "stems"})
+                                + "\n" for line in lines))
+    rc, out, err = separate_list(model, "--list", manifest, "-o", tmp_path / "o2")
+    assert rc == 0, err
+    assert "(3 item(s), 0 with references to score)" in out
+    assert len((tmp_path / "o2" / "items.jsonl").read_text().splitlines()) == 3
+    rc, out, err = run_main("score", "--list", tmp_path / "o2" / "items.jsonl")
+    assert rc == 2
+    assert "none of the 3 item(s) has references" in err and "--reference-free" in err
+
+
+def run_main(*args):
+    """Run ``bisep`` in this process (the example plugin stays registered); (rc, out, err)."""
+    import contextlib
+    import io
+
+    from bisep.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(map(str, args)))
+    return rc, out.getvalue(), err.getvalue()

@@ -58,7 +58,8 @@ def test_merge_scores_is_the_same_for_any_number_of_jobs(tmp_path):
     summary = merge_scores([tmp_path / "two" / "1", tmp_path / "two" / "2"], tmp_path / "out2")
     for name in ("per_item.csv", "summary.json"):
         assert (tmp_path / "out1" / name).read_bytes() == (tmp_path / "out2" / name).read_bytes()
-    assert summary["items"] == {"listed": 4, "scored": 3, "skipped": 1}
+    assert summary["items"] == {"listed": 4, "scored": 3, "skipped": 1,
+                                "without_references": 0}
     assert summary["by_source"]["y"]["sdr"]["mean"] == pytest.approx(0.25)
     assert json.loads((tmp_path / "out2" / "summary.json").read_text())["metrics"]["sdr"][
         "mean"] == "inf"  # strict JSON, as bisep score writes it

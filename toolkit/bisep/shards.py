@@ -173,10 +173,13 @@ def merge_scores(shard_dirs: list[str | Path], out_dir: str | Path) -> dict:
     for s in summaries:
         by_reason.update(s["skipped"]["by_reason"])
     listed = sum(s["items"]["listed"] for s in summaries)
+    # Absent from the summaries of versions that listed only items with references.
+    unreferenced = sum(s["items"].get("without_references", 0) for s in summaries)
     summary = {
         "backend": scored[0]["backend"],
         "sample_rate": scored[0]["sample_rate"],
-        "items": {"listed": listed, "scored": listed - len(skipped), "skipped": len(skipped)},
+        "items": {"listed": listed, "scored": listed - len(skipped) - unreferenced,
+                  "skipped": len(skipped), "without_references": unreferenced},
         "rows": len(rows),
         "metrics": summarize_rows(rows, columns),
         "by_source": summarize_rows(rows, columns, group_by="source"),

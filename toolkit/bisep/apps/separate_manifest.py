@@ -11,10 +11,12 @@
 
 Each line's mixture ``audio`` is separated with one query per label (the line's ``phrases``,
 else :func:`bisep.data.prompts.phrase`, e.g. "the sound of a violin") and written to
-``<out>/<id>/<label>.wav``. ``<out>/items.jsonl`` pairs the estimates with the manifest's
-``stems`` as references (paths relative to ``<out>``, so the folder moves with the data it
-points to), and gives each label's query text for the reference-free score; it is written only
-when no item failed, so scoring never sees a partial set by accident.
+``<out>/<id>/<label>.wav``. ``<out>/items.jsonl`` lists every item: its mixture and
+estimates, the manifest's ``stems`` as references where it has them (``"sources"``; left out
+for an item without stems, which ``bisep score`` then skips and counts) and each label's
+query text for the reference-free score, which scores every item. Paths are relative to
+``<out>``, so the folder moves with the data it points to. It is written only when no item
+failed, so scoring never sees a partial set by accident.
 
 ``<out>/separation.json`` records what the outputs depend on: the model's sha256, the
 manifest's path and sha256 and the settings. A re-run skips the items whose outputs all
@@ -54,9 +56,9 @@ class ManifestRun:
         listed: items in the manifest.
         resumed: items whose outputs existed from an earlier run.
         failed: ``(id, reason)`` of each item that could not be separated.
-        without_stems: items separated but not listed for scoring (no references).
+        without_stems: items without stems: listed in ``items_path`` without references.
         items_path: ``items.jsonl``, or ``None`` when an item failed (then not written).
-        scorable: items listed in ``items_path``.
+        scorable: items of ``items_path`` with references (what SDR scores).
     """
 
     out_dir: Path
@@ -119,9 +121,8 @@ def separate_manifest(separator, manifest: str | Path, out_dir: str | Path, *,
                     results = separator.separate(wav, queries, rate, channels_first=True)
                     for label, result in zip(labels, results):
                         audio.write(targets[label], result.target, rate)
-                if entry.get("stems"):
-                    records.append(_score_record(entry, targets, out_dir))
-                else:
+                records.append(_score_record(entry, targets, out_dir))
+                if not entry.get("stems"):
                     run.without_stems += 1
             except Exception as exc:  # one bad item never stops the batch
                 run.failed.append((entry["id"], failure_reason(exc)))
@@ -134,7 +135,7 @@ def separate_manifest(separator, manifest: str | Path, out_dir: str | Path, *,
             items_path.unlink(missing_ok=True)
             return run
         write_text_atomic(items_path, "".join(json.dumps(r) + "\n" for r in records))
-        run.items_path, run.scorable = items_path, len(records)
+        run.items_path, run.scorable = items_path, len(records) - run.without_stems
     return run
 
 
@@ -187,13 +188,15 @@ def _done(out_dir: Path, entry: dict) -> bool:
 
 
 def _score_record(entry: dict, targets: dict, out_dir: Path) -> dict:
-    """One ``items.jsonl`` line (``bisep score --list``)."""
+    """One ``items.jsonl`` line (``bisep score --list``); ``"sources"`` only where the
+    entry has stems."""
     def rel(path) -> str:
         return os.path.relpath(Path(path).resolve(), out_dir.resolve())
 
-    return {"id": entry["id"], "mixture": rel(entry["audio"]),
-            "sources": {label: rel(entry["stems"][label]) for label in targets},
-            "estimates": {label: rel(path) for label, path in targets.items()},
+    record = {"id": entry["id"], "mixture": rel(entry["audio"])}
+    if entry.get("stems"):
+        record["sources"] = {label: rel(entry["stems"][label]) for label in targets}
+    return {**record, "estimates": {label: rel(path) for label, path in targets.items()},
             "queries": dict(zip(targets, item_phrases(entry)))}
 
 

@@ -16,7 +16,9 @@ Outputs in ``--out-dir`` (each written to a temporary file, then renamed into pl
   the sample rate. Non-finite statistics are written as the strings "inf", "-inf", "nan".
 
 The summary table is printed in any case. Items where a reference, estimate or mixture
-has ``sum |x| <= 1e-5`` are skipped as the paper does, and counted. Bad inputs (a missing
+has ``sum |x| <= 1e-5`` are skipped as the paper does, and counted; so are the items of a
+list without references (no ``"sources"``, e.g. real recordings), which ``--reference-free``
+scores. Bad inputs (a missing
 pair, another sample rate, a multi-channel file without ``--mono``, different lengths
 without ``--trim``, an unreadable file) stop the run with the file and the fix. Exit
 status: 0, 1 if no item could be scored, 2 on a user error.
@@ -131,7 +133,7 @@ def _collect(args):
     if args.list:
         if any(folders):
             raise CliError("give either --list or --ref-dir/--est-dir[/--mix-dir], not both.")
-        return items_from_list(args.list, references=not args.reference_free)
+        return items_from_list(args.list)
     if args.reference_free:
         raise CliError("--reference-free reads --list items.jsonl (with \"mixture\", "
                        "\"estimates\" and \"queries\"), as `bisep separate --list` writes it.")

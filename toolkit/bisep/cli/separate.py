@@ -146,15 +146,16 @@ def run_list(args) -> int:
     print(f"separated {result.separated} of {result.listed} item(s) of {args.list} into "
           f"{result.out_dir} ({result.resumed} already done)")
     items_path = result.out_dir / "items.jsonl"
-    if result.without_stems:
-        print(f"{result.without_stems} item(s) have no stems (references), so they are not "
-              f"listed in {items_path} for scoring")
     if result.failed:
         print(f"bisep separate: {len(result.failed)} item(s) failed; {items_path} is written "
               f"once every item is separated: fix them and re-run (finished items are kept).",
               file=sys.stderr)
         return 1
-    print(f"wrote {items_path} ({result.scorable} item(s) to score)")
+    print(f"wrote {items_path} ({result.separated} item(s), {result.scorable} with "
+          f"references to score)")
+    if result.without_stems:
+        print(f"{result.without_stems} item(s) have no stems (references): `bisep score` "
+              f"skips them, `bisep score --reference-free` scores them")
     return 0
 
 

@@ -21,7 +21,9 @@ Two ways to name them (``docs/scoring.md`` has examples):
    Relative paths are relative to the list's folder. ``"mixture"`` is optional, but
    given on every line or on none, so that every row has the same columns. An optional
    ``"queries"`` (``{source name: text}``, written by ``bisep separate --list``) gives each
-   estimate's query for ``bisep score --reference-free``.
+   estimate's query for ``bisep score --reference-free``. ``"sources"`` may be left out
+   for an item without references (a real recording): SDR skips and counts it, the
+   reference-free score scores it.
 
 Loading (:func:`load_item`) refuses, with the file and the fix in the message: unreadable
 or non-finite audio (:class:`bisep.audio.AudioError`), a second sample rate in one run,
@@ -54,15 +56,20 @@ class ScoreInputError(ValueError, UserError):
 @dataclass(frozen=True)
 class ScoreItem:
     """The files of one item: ``{source name: path}`` for references and estimates (the
-    same names, in the same order; a reference is ``None`` in a list read without
-    references), an optional mixture, and optionally each source's query text (for the
+    same names, in the same order; every reference is ``None`` for an item listed without
+    ``"sources"``), an optional mixture, and optionally each source's query text (for the
     reference-free score)."""
 
     id: str
-    references: dict[str, Path]
+    references: dict[str, Path | None]
     estimates: dict[str, Path]
     mixture: Path | None = None
     queries: dict[str, str] | None = None
+
+    @property
+    def has_references(self) -> bool:
+        """Whether every source has a reference, so that SDR can be computed."""
+        return all(path is not None for path in self.references.values())
 
 
 @dataclass
@@ -160,13 +167,12 @@ def items_from_dirs(ref_dir: str | Path, est_dir: str | Path,
     return items
 
 
-def items_from_list(path: str | Path, references: bool = True) -> list[ScoreItem]:
+def items_from_list(path: str | Path) -> list[ScoreItem]:
     """Read a JSON-lines list of items (see the module docstring for the format).
 
     Args:
-        path: the list.
-        references: whether ``"sources"`` is required (``False`` for the reference-free
-            score of real mixtures; given ones are still checked).
+        path: the list. A line without ``"sources"`` gives an item whose references are
+            ``None`` (:attr:`ScoreItem.has_references` is false).
 
     Raises:
         ScoreInputError: a missing list, a malformed line (named ``file:line``), duplicate
@@ -180,7 +186,7 @@ def items_from_list(path: str | Path, references: bool = True) -> list[ScoreItem
     lines: dict[str, int] = {}  # id -> line number, for duplicate messages
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip():
-            item = _parse_line(line, f"{path}:{number}", path.parent, references)
+            item = _parse_line(line, f"{path}:{number}", path.parent)
             if item.id in lines:
                 raise ScoreInputError(f"{path}:{number}: id '{item.id}' was already used on "
                                       f"line {lines[item.id]}; ids must be unique.")
@@ -223,9 +229,12 @@ def load_item(item: ScoreItem, mono: bool = False, trim: bool = False,
 
     Raises:
         bisep.audio.AudioError: a missing, unreadable, empty or non-finite file.
-        ScoreInputError: another sample rate, a multi-channel file without ``mono``, or
-            lengths that differ without ``trim``.
+        ScoreInputError: an item without references, another sample rate, a
+            multi-channel file without ``mono``, or lengths that differ without ``trim``.
     """
+    if not item.has_references:
+        raise ScoreInputError(f"item '{item.id}' has no references (\"sources\"), so SDR "
+                              f"cannot be computed; score it with --reference-free.")
     paths = [*item.references.values(), *item.estimates.values()]
     if item.mixture is not None:
         paths.append(item.mixture)
@@ -263,7 +272,7 @@ def load_item(item: ScoreItem, mono: bool = False, trim: bool = False,
         sample_rate=rate[0], rate_origin=rate[1], trimmed=longest - shortest)
 
 
-def _parse_line(line: str, where: str, base: Path, need_references: bool = True) -> ScoreItem:
+def _parse_line(line: str, where: str, base: Path) -> ScoreItem:
     try:
         entry = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -278,7 +287,7 @@ def _parse_line(line: str, where: str, base: Path, need_references: bool = True)
     if not isinstance(entry.get("id"), (str, int)) or str(entry["id"]) == "":
         raise ScoreInputError(f"{where}: needs an \"id\" (a non-empty string).")
     estimates = _path_map(entry, "estimates", where, base)
-    if not need_references and "sources" not in entry:
+    if "sources" not in entry:
         references = {name: None for name in estimates}
     else:
         references = _path_map(entry, "sources", where, base)

@@ -10,12 +10,15 @@
     report.write("exp/weak/scores")      # per_item.csv, summary.json
 
 Items where a reference, estimate or mixture is silent (``sum |x| <= 1e-5``) are skipped, as
-the paper does, and counted with their reasons.
+the paper does, and counted with their reasons. Items listed without references (a real
+recording, ``"sources"`` left out) are not scored either, and counted apart
+(``items.without_references``): ``bisep score --reference-free`` scores them.
 
 ``per_item.csv``: one row per (item, source): ``item, source, sdr, sir, sar, si_sdr, snr,
 energy_ratio_db`` and, with mixtures, ``sdr_mix, si_sdr_mix, sdri, si_sdri``.
 ``summary.json``: mean / median / std / count of every metric over all rows and per source,
-the skipped items with their reasons, the trimmed items, the backend and the sample rate.
+the counts of items listed, scored, skipped and without references, the skipped items with
+their reasons, the trimmed items, the backend and the sample rate.
 Non-finite statistics are written as the strings "inf", "-inf", "nan" (strict JSON).
 """
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,6 +37,8 @@ from bisep.atomic import write_text_atomic
 from bisep.metrics.aggregate import summarize_rows
 from bisep.metrics.batches import run_rate, score_items
 from bisep.metrics.files import ScoreInputError, ScoreItem
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,6 +79,9 @@ class ScoreReport:
         if items["skipped"]:
             reasons = ", ".join(f"{k}: {n}" for k, n in summary["skipped"]["by_reason"].items())
             head += f"; skipped {items['skipped']} ({reasons})"
+        if items.get("without_references"):
+            head += (f"; {items['without_references']} without references, not scored "
+                     f"(--reference-free scores them)")
         if summary["trimmed"]["items"]:
             head += (f"; trimmed {summary['trimmed']['items']} items (at most "
                      f"{summary['trimmed']['max_samples']} samples)")
@@ -103,11 +112,24 @@ def score_files(items: list[ScoreItem], *, backend: str = "fast", mono: bool = F
         nj: worker processes (:mod:`bisep.metrics.batches`); the numbers do not depend on it.
         progress: optional callable, given the number of items just scored.
 
+    Items without references are left out and counted (``items.without_references``).
+
     Raises:
-        ScoreInputError, bisep.audio.AudioError: the first bad item, with the file and fix.
+        ScoreInputError, bisep.audio.AudioError: the first bad item, with the file and fix;
+            no item, or none with references.
     """
     if not items:
         raise ScoreInputError("no items to score")
+    listed, items = len(items), [item for item in items if item.has_references]
+    if not items:
+        raise ScoreInputError(f"none of the {listed} item(s) has references (\"sources\"), so "
+                              f"SDR cannot be computed; score them with --reference-free "
+                              f"--model EXP_DIR.")
+    if len(items) < listed:
+        log.warning("%d of %d item(s) have no references (\"sources\") and are not scored; "
+                    "--reference-free scores them", listed - len(items), listed)
+        if progress:  # done with them: a progress bar over every listed item fills up
+            progress(listed - len(items))
     rate = run_rate(items[0], mono=mono, trim=trim)
     rows, skipped, trimmed = [], [], []
     for results in score_items(items, rate, mono=mono, trim=trim, backend=backend, nj=nj):
@@ -124,8 +146,8 @@ def score_files(items: list[ScoreItem], *, backend: str = "fast", mono: bool = F
     summary = {
         "backend": backend,
         "sample_rate": rate[0],
-        "items": {"listed": len(items), "scored": len(items) - len(skipped),
-                  "skipped": len(skipped)},
+        "items": {"listed": listed, "scored": len(items) - len(skipped),
+                  "skipped": len(skipped), "without_references": listed - len(items)},
         "rows": len(rows),
         "metrics": summarize_rows(rows, columns),
         "by_source": summarize_rows(rows, columns, group_by="source"),

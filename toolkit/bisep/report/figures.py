@@ -92,7 +92,9 @@ def _spectrogram_rows(experiments: list[Experiment], n_items: int) -> list:
     if not listed:
         return []
     first = next(iter(listed.values()))
-    shared = [item_id for item_id in first if all(item_id in other for other in listed.values())]
+    # Items with references only: a row shows the reference beside the estimates.
+    shared = [item_id for item_id in first if first[item_id]["sources"]
+              and all(item_id in other for other in listed.values())]
     rows = []
     for item_id in shared[:n_items]:
         item = first[item_id]

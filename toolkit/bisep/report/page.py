@@ -43,8 +43,9 @@ def render_markdown(experiments: list[Experiment], figure: str | None = None,
                   "`bisep score --reference-free`: the query encoder's cosine similarity of "
                   "each estimate with its query (and of the mixture: the gain is the "
                   "difference), and the estimate/residual energy split. A proxy for real "
-                  "mixtures, not a replacement for SDR; rho is the rank correlation of the "
-                  "gain with SDRi over (item, source) pairs.", "", *proxy, ""]
+                  "mixtures, not a replacement for SDR; rho is the Spearman rank "
+                  "correlation of each proxy with SDRi over (item, source) pairs.", "",
+                  *proxy, ""]
     arms = group_arms(experiments)
     if any(len(arm.runs) > 1 for arm in arms):
         lines += ["## Over seeds (mean ± standard deviation)", "",

@@ -3,7 +3,6 @@ mixture as a baseline), ratios of SDR beside a paper's claims, statistics over s
 against the share of single-source data, and per-instrument means."""
 from __future__ import annotations
 
-import csv
 import json
 import math
 from typing import Sequence
@@ -30,32 +29,48 @@ def summary_table(experiments: list[Experiment]) -> list[str]:
     return _table(head, rows, text_columns=3)
 
 
+#: (reference-free column, its title in rho(...)), each ranked against SDRi.
+PROXY_COLUMNS = (("clap_score", "score"), ("clap_gain", "gain"), ("energy_split_db", "split"))
+
+
 def reference_free_table(experiments: list[Experiment]) -> list[str]:
     """Per experiment with ``scores_reference_free/`` (recipe stage 6): SDRi beside the
-    reference-free means and their rank agreement; no lines when none has them."""
-    from scipy.stats import spearmanr
+    reference-free means and the Spearman rank correlation of each proxy with SDRi over
+    (item, source) pairs (:mod:`bisep.metrics.agreement`); with two or more such
+    experiments, a last row pools their pairs. No lines when none has them."""
+    from bisep.metrics.agreement import rank_agreement, read_per_item
 
-    rows = []
+    proxies = [p for p, _ in PROXY_COLUMNS]
+    rows, pooled_proxy, pooled_sdr = [], {}, {}
     for exp in experiments:
         folder = exp.path / "scores_reference_free"
         if not (folder / "summary.json").is_file():
             continue
         means = json.loads((folder / "summary.json").read_text())["metrics"]
-        gain = {(r["item"], r["source"]): float(r["clap_gain"])
-                for r in csv.DictReader((folder / "per_item.csv").open())}
-        sdri = {(r["item"], r["source"]): float(r["sdri"])
-                for r in csv.DictReader((exp.path / "scores" / "per_item.csv").open())
-                if "sdri" in r}
-        pairs = [(gain[k], sdri[k]) for k in gain if k in sdri]
-        rho = spearmanr(*zip(*pairs))[0] if len(pairs) > 2 else float("nan")
+        proxy = read_per_item(folder / "per_item.csv", key=exp.tag)
+        sdr = read_per_item(exp.path / "scores" / "per_item.csv", key=exp.tag)
+        pooled_proxy.update(proxy)
+        pooled_sdr.update(sdr)
+        found = rank_agreement(proxy, sdr, proxies, ["sdri"]) if "sdri" in exp.summary[
+            "metrics"] else {}
         rows.append([exp.tag, _db(exp.stat("sdri")),
                      *(f"{float(means[m]['mean']):.3f}"  # "nan" is a string in JSON
                        for m in ("clap_score", "clap_score_mix", "clap_gain")),
-                     _db(float(means["energy_split_db"]["mean"])), f"{rho:.2f}"])
+                     _db(float(means["energy_split_db"]["mean"])),
+                     *(_rho(found, p) for p in proxies)])
     if not rows:
         return []
+    if len(rows) > 1:
+        with_sdri = {k: v for k, v in pooled_sdr.items() if "sdri" in v}
+        found = rank_agreement(pooled_proxy, with_sdri, proxies, ["sdri"])
+        rows.append([f"all {len(rows)} (pooled)", *["-"] * 5, *(_rho(found, p) for p in proxies)])
     return _table(["experiment", "SDRi", "CLAP score", "CLAP score (mixture)", "CLAP gain",
-                   "energy split", "rho(gain, SDRi)"], rows)
+                   "energy split", *(f"rho({title}, SDRi)" for _, title in PROXY_COLUMNS)],
+                  rows)
+
+
+def _rho(found: dict, proxy: str) -> str:
+    return f"{found[proxy]['sdri'].rho:.2f}" if found else "-"
 
 
 def ratio_table(experiments: list[Experiment],

@@ -237,11 +237,11 @@ def masked_output_check(conditioner, singles: ClipSet, labels: list[str], seed: 
 
 
 def two_source_items(items_file: Path, limit: int | None = None):
-    """``(item, sorted source names)`` of the 2-source items of a ``bisep separate --list``
-    ``items.jsonl`` (the first ``limit`` lines)."""
+    """``(item, sorted source names)`` of the 2-source items with references of a
+    ``bisep separate --list`` ``items.jsonl`` (the first ``limit`` lines)."""
     lines = [json.loads(x) for x in Path(items_file).read_text().splitlines() if x.strip()]
     for item in lines[:limit]:
-        names = sorted(item["sources"])
+        names = sorted(item.get("sources", {}))  # none for an item without stems
         if len(names) == 2:
             yield item, names
 
