@@ -165,6 +165,13 @@ def test_experiment_part_drops_resources_and_the_given_keys():
     assert experiment_part(today) == experiment_part(cfg)
     audio = {**cfg, "data": {**cfg["data"], "query_source": "audio"}}
     assert experiment_part(audio) != experiment_part(cfg)
+    # A criterion written with its defaults spelled out is the same loss as one without.
+    terse = {**cfg, "criterions": [{"name": "mix_separate", "weight": 5.0}]}
+    spelled = {**cfg, "criterions": [{"name": "mix_separate", "weight": 5.0, "conf": {},
+                                      "start_step": 0, "ramp_steps": 0}]}
+    assert experiment_part(terse) == experiment_part(spelled)
+    later = {**cfg, "criterions": [{"name": "mix_separate", "weight": 5.0, "start_step": 9}]}
+    assert experiment_part(later) != experiment_part(terse)
 
 
 @pytest.mark.parametrize("text, tokens", [

@@ -3,7 +3,7 @@ say how a run uses the machine (a run may resume with other values), with keys a
 configs were first written filled in, and (for an arm) without the seed."""
 from __future__ import annotations
 
-from bisep.config.schema import SECTIONS
+from bisep.config.schema import CRITERION_KEYS, SECTIONS
 
 # Keys that say how a run uses the machine, not what it computes: a run may resume with
 # other values, and runs that differ only in them are the same experiment.
@@ -21,6 +21,12 @@ def experiment_part(cfg: dict, drop: tuple[str, ...] = ()) -> dict:
     for section, key in LATER_KEYS:
         if isinstance(out.get(section), dict) and key not in out[section]:
             out[section] = {**out[section], key: SECTIONS[section][key][1]}
+    if isinstance(out.get("criterions"), list):
+        # A criterion's keys with their defaults: a recorded config.yaml that spells out
+        # ``start_step: 0`` and one that leaves it out describe the same loss.
+        out["criterions"] = [{key: default for key, (_, default) in CRITERION_KEYS.items()
+                              if key != "name"} | item if isinstance(item, dict) else item
+                             for item in out["criterions"]]
     for section, key in RESOURCE_KEYS:
         if isinstance(out.get(section), dict):
             out[section] = {k: v for k, v in out[section].items() if k != key}
