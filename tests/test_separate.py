@@ -359,3 +359,26 @@ def test_bad_chunk_settings_are_refused(tmp_path, use_plugins):
                             ({"norm_stats": "batch"}, "norm_stats")]:
         with pytest.raises(UserError, match=token):
             Separator.from_pretrained(path, registry=registry, **settings)
+
+
+def test_file_group_norm_normalises_every_chunk_by_the_whole_input():
+    from bisep.separators.file_norm import FileGroupNorm
+
+    torch.manual_seed(0)
+    norm = torch.nn.GroupNorm(2, 4)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(3, 4, 50) * torch.linspace(0.1, 3.0, 50)  # level varies along time
+    stats = FileGroupNorm(norm)
+    # Two chunks with 5 frames of context each; each counts only the frames it owns.
+    with torch.no_grad():
+        for window, owned in [(x[..., :25], slice(0, 20)), (x[..., 15:], slice(5, 35))]:
+            with stats.collecting(owned, window.shape[-1]):
+                norm(window)
+        stats.freeze()
+        with stats.applied():
+            middle = norm(x[..., 10:30])
+        whole = norm(x)
+    torch.testing.assert_close(middle, whole[..., 10:30], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(norm(x[..., 10:30]), middle, atol=1e-3)  # its own statistics

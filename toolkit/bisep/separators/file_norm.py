@@ -48,7 +48,7 @@ class FileGroupNorm:
 
     def __init__(self, model: nn.Module):
         self.norms = [m for m in model.modules() if isinstance(m, nn.GroupNorm)]
-        self._sums: dict[nn.GroupNorm, list] = {}
+        self._sums: dict[nn.GroupNorm, tuple] = {}  # count, mean, sum of squared deviations
         self._frozen: dict[nn.GroupNorm, tuple[torch.Tensor, torch.Tensor]] = {}
         self._chunk_local: set[nn.GroupNorm] = set()
 
@@ -70,24 +70,36 @@ class FileGroupNorm:
                 if x.shape[-1] != total_frames:
                     self._mark_chunk_local(norm, x.shape)
                 else:
-                    part = x[..., frames].reshape(x.shape[0], norm.num_groups, -1).double()
-                    sums = torch.stack([part.sum(-1), part.square().sum(-1)])
-                    acc = self._sums.get(norm)
-                    self._sums[norm] = [sums, part.shape[-1]] if acc is None else \
-                        [acc[0] + sums, acc[1] + part.shape[-1]]
+                    part = x[..., frames].reshape(x.shape[0], norm.num_groups, -1)
+                    # Two plain reductions: torch.var_mean measured 10x slower on CPU.
+                    mean = part.mean(-1, keepdim=True)
+                    m2 = (part - mean).square().sum(-1)
+                    self._add(norm, part.shape[-1], mean[..., 0].double(), m2.double())
                 return F.group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
             return forward
         with self._patched(forward_for):
             yield
 
     def freeze(self) -> None:
-        """Turn the collected sums into each layer's mean and variance (biased, as
-        ``GroupNorm`` computes them) and forget the sums."""
-        for norm, (sums, count) in self._sums.items():
-            mean = sums[0] / count
-            var = (sums[1] / count - mean.square()).clamp_min(0)
-            self._frozen[norm] = (mean.float(), var.float())
+        """Turn what was collected into each layer's mean and variance (biased, as
+        ``GroupNorm`` computes them) and forget the partial statistics."""
+        for norm, (count, mean, m2) in self._sums.items():
+            self._frozen[norm] = (mean.float(), (m2 / count).float())
         self._sums.clear()
+
+    def _add(self, norm: nn.GroupNorm, count: int, mean: torch.Tensor, m2: torch.Tensor
+             ) -> None:
+        """Merge one chunk's count, mean and sum of squared deviations into the layer's
+        running ones (Chan et al.'s pairwise update: no cancellation between large sums
+        of squares)."""
+        if norm not in self._sums:
+            self._sums[norm] = (count, mean, m2)
+            return
+        total, running_mean, m2_total = self._sums[norm]
+        delta = mean - running_mean
+        merged = total + count
+        self._sums[norm] = (merged, running_mean + delta * (count / merged),
+                            m2_total + m2 + delta.square() * (total * count / merged))
 
     @contextmanager
     def applied(self):
