@@ -144,7 +144,8 @@ class Separator:
         if not 0.0 <= overlap < 1.0:
             raise InputError(f"overlap must be in [0, 1), got {overlap}")
         if context_seconds < 0:
-            raise InputError(f"context_seconds must be >= 0, got {context_seconds}")
+            raise InputError(f"context_seconds (bisep separate --context-seconds) must be "
+                             f">= 0, got {context_seconds}")
         if norm_stats not in NORM_STATS:
             raise InputError(f"norm_stats must be one of {', '.join(NORM_STATS)}, got "
                              f"{norm_stats!r}")
