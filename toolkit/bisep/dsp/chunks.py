@@ -1,11 +1,11 @@
 """Where the chunks of a long signal lie, and how their outputs are cross-faded.
 
 Every boundary is a multiple of the STFT hop, so a chunk's frames are frames of the whole
-signal: a chunk that began between two of them would see every sample at another offset
-in its analysis windows (measured on the recipe's model: 15 dB SNR against one pass with a
-1 s context, 24.5 dB with 2 s). Each chunk is run on a window that adds ``context``
-samples of the signal on both sides (receptive field, STFT edge frames); only its centre
-is kept, and consecutive centres overlap by ``fade`` samples, cross-faded with
+signal: a chunk that began between two of them would see every sample at other offsets in
+its analysis windows (on the recipe's model, a 1 s context, 62.5 hops, took the agreement
+with one pass from 22.8 to 15 dB SNR). Each chunk is run on a window that adds
+``context`` samples of the signal on both sides (receptive field, STFT edge frames); only
+its centre is kept, and consecutive centres overlap by ``fade`` samples, cross-faded with
 complementary raised-cosine ramps (``sin²`` and ``cos²``, which sum to one)::
 
     window  |<-context->|<-------------- size -------------->|<-context->|
