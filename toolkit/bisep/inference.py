@@ -241,7 +241,8 @@ class Separator:
                 ``(time, channels)`` (see the module docstring for how the layout is told).
             queries: texts or :class:`bisep.conditioners.query.Query` objects.
             sample_rate: the rate of ``wav`` (resampled to the model's and back).
-            progress: optional callable ``(done_chunks, total_chunks)``.
+            progress: optional callable ``(done, total)`` over the chunk runs (two per
+                chunk when GroupNorm statistics are gathered first, ``norm_stats``).
             channels_first: the layout of a 2-D ``wav``; ``None`` tells it from the shape.
 
         Raises:
