@@ -17,6 +17,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 # The line that carries each script's comparison measured in the same run.
 RATIO_LINES = {
+    "chunked_inference.py": r"^file stats / chunk stats time \d+\.\d\dx$",
     "corpus_extract.py": r"^mp4\s+2\s.*\d\.\d\dx\s+\d+\.\d\dx$",
     "demo_request.py": r"^page / separation \d+\.\d\dx$",
     "inference_memory.py": r"^film_masknet:small\s+-?\d+\.\d\d\s+-?\d+\.\d\d$",
@@ -30,7 +31,7 @@ RATIO_LINES = {
     "train_step.py": r"^  shared / once per query\s+\d+\.\d\d$",
 }
 # Longest first, so that the two workers finish close together.
-ORDER = ["inference_memory.py", "train_step.py", "separator_rtf.py", "stft_mask.py",
+ORDER = ["inference_memory.py", "chunked_inference.py", "train_step.py", "separator_rtf.py", "stft_mask.py",
          "corpus_extract.py", "scoring.py", "onnx_rtf.py", "demo_request.py", "reference_free.py",
          "losses.py",
          "mix_plan.py"]

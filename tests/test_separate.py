@@ -343,3 +343,102 @@ def run_main(*args):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(list(map(str, args)))
     return rc, out.getvalue(), err.getvalue()
+
+
+def varied_tones(seconds, rate, seed=0):
+    """Tones whose pitch and level (0.003 to 0.8, log-uniform) change every 4 s over noise:
+    a file whose loudness differs from chunk to chunk, as mixtures put end to end do."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(4 * rate) / rate
+    parts = [np.exp(rng.uniform(np.log(0.003), np.log(0.8)))
+             * np.sin(2 * np.pi * rng.uniform(110, 1760) * t)
+             + 0.01 * rng.standard_normal(t.size) for _ in range(int(seconds / 4))]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def snr_db(estimate, reference):
+    return 10 * np.log10(np.sum(reference ** 2) / np.sum((estimate - reference) ** 2))
+
+
+@pytest.mark.parametrize("chunk, overlap, context", [(8.0, 0.25, 0.0), (3.3, 0.3, 1.0)])
+def test_chunked_output_matches_one_pass(tmp_path, use_plugins, chunk, overlap, context):
+    # The recipe's film_masknet (gLN in every block, a ~4 s receptive field), FiLM weights
+    # drawn so that the queries matter. 3.3 s chunks are no whole number of STFT hops.
+    registry = use_plugins("example")
+    torch.manual_seed(0)
+    model = registry.build("separator", "film_masknet", preset="small", query_dim=8)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "film" in name:
+                param.normal_(0, 0.05)
+    config = {"separator": "film_masknet", "conditioner": "example_hash", "conditioner_conf": {}}
+    path = checkpoint.save(checkpoint.serialize(model, config=config), tmp_path / "model.pth")
+    wav = varied_tones(32.0, 16000)
+    queries = ["violin", "flute"]
+
+    def separate(**settings):
+        sep = Separator.from_pretrained(path, registry=registry, **settings)
+        return np.stack([r.target for r in sep.separate(wav, queries, 16000)])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small model on shared cores: threads only wait on each other
+    try:
+        one_pass = separate(chunk_seconds=None)
+        chunked = separate(chunk_seconds=chunk, overlap=overlap, context_seconds=context)
+        # Each chunk normalised by its own statistics is what the bound catches.
+        per_chunk = separate(chunk_seconds=chunk, overlap=overlap, context_seconds=context,
+                             norm_stats="chunk")
+    finally:
+        torch.set_num_threads(threads)
+    assert snr_db(chunked, one_pass) >= 30.0
+    assert snr_db(per_chunk, one_pass) < 30.0
+
+
+def test_chunk_plan_boundaries_fall_on_stft_frames():
+    from bisep.dsp.chunks import ChunkPlan
+
+    plan = ChunkPlan.of(100_000, 1.3, 0.3, 0.1, 16000, 256)
+    assert plan.size % 256 == plan.fade % 256 == plan.context % 256 == 0
+    assert plan.context >= 1600 and all(start % 256 == 0 for start in plan.starts)
+    total = torch.zeros(plan.length)
+    for i, start in enumerate(plan.starts):
+        valid = min(plan.size, plan.length - start)
+        total[start:start + valid] += plan.weight(i, valid)
+        assert plan.window_start(i) % 256 == 0 and plan.window_end(i) <= plan.length
+    torch.testing.assert_close(total, torch.ones(plan.length))
+    assert ChunkPlan.of(100_000, None, 0.3, 0.0, 16000, 256) is None
+    assert ChunkPlan.of(10_000, 1.0, 0.3, 0.0, 16000, 256) is None  # fits in one chunk
+
+
+def test_bad_chunk_settings_are_refused(tmp_path, use_plugins):
+    from bisep.errors import UserError
+
+    registry = use_plugins("example")
+    path = save_model(registry, tmp_path / "model.pth")
+    for settings, token in [({"context_seconds": -1.0}, "context_seconds"),
+                            ({"norm_stats": "batch"}, "norm_stats")]:
+        with pytest.raises(UserError, match=token):
+            Separator.from_pretrained(path, registry=registry, **settings)
+
+
+def test_file_group_norm_normalises_every_chunk_by_the_whole_input():
+    from bisep.separators.file_norm import FileGroupNorm
+
+    torch.manual_seed(0)
+    norm = torch.nn.GroupNorm(2, 4)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(3, 4, 50) * torch.linspace(0.1, 3.0, 50)  # level varies along time
+    stats = FileGroupNorm(norm)
+    # Two chunks with 5 frames of context each; each counts only the frames it owns.
+    with torch.no_grad():
+        for window, owned in [(x[..., :25], slice(0, 20)), (x[..., 15:], slice(5, 35))]:
+            with stats.collecting(owned, window.shape[-1]):
+                norm(window)
+        stats.freeze()
+        with stats.applied():
+            middle = norm(x[..., 10:30])
+        whole = norm(x)
+    torch.testing.assert_close(middle, whole[..., 10:30], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(norm(x[..., 10:30]), middle, atol=1e-3)  # its own statistics

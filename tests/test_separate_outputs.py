@@ -145,6 +145,15 @@ def test_short_inputs_long_queries_and_tiny_chunks(tmp_path, model):
     rc, _, err = separate(model, data / "c_normal.wav", "-o", tmp_path / "o2", "--query", "x",
                           "--chunk-seconds", "0.001")
     assert rc == 2 and "--chunk-seconds" in err and "STFT frame" in err
+    rc, _, err = separate(model, data / "c_normal.wav", "-o", tmp_path / "o3", "--query", "x",
+                          "--context-seconds", "-1")
+    assert rc == 2 and "--context-seconds" in err and ">= 0" in err
+    rc, out, _ = separate(model, data / "c_normal.wav", "-o", tmp_path / "o4", "--query", "x",
+                          "--chunk-seconds", "0.1", "--context-seconds", "0.05",
+                          "--chunk-norm", "chunk")
+    assert rc == 0 and "separated 1 of 1" in out
+    written = sf.info(tmp_path / "o4" / "c_normal_x.wav").frames
+    assert written == sf.info(data / "c_normal.wav").frames
 
 
 def test_a_short_audio_query_is_blamed_on_itself(tmp_path):

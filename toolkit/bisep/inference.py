@@ -11,7 +11,10 @@
 A checkpoint written by training records its conditioner (name and configuration) in
 ``infos.config``, so the query encoder is rebuilt with the separator. Long inputs are
 processed in chunks whose overlaps are cross-faded with complementary raised-cosine
-ramps (they sum to exactly one), so memory is bounded by the chunk, not the file. An input
+ramps (they sum to exactly one), so memory is bounded by the chunk, not the file; their
+boundaries fall on STFT hops and each may run with extra context (:mod:`bisep.dsp.chunks`),
+and GroupNorm layers normalise by the file's statistics, gathered in a first run over the
+chunks (:mod:`bisep.separators.file_norm`), as they would in one pass. An input
 shorter than one STFT frame (``n_fft`` samples at the model's rate) is zero-padded to it and
 cut back, so a clip of any length gives an output of its own length.
 
@@ -22,7 +25,7 @@ Outputs have the input's shape, channels and sample rate.
 """
 from __future__ import annotations
 
-import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -34,13 +37,17 @@ from bisep import audio as audio_io
 from bisep.conditioners.base import Conditioner
 from bisep.conditioners.query import Query as QuerySpec
 from bisep.conditioners.query import embed_queries
+from bisep.dsp.chunks import ChunkPlan
 from bisep.errors import UserError
 from bisep.naming import DEFAULT_TEMPLATE, NamingError, check_template, query_label, render
 from bisep.naming import unique_labels
 from bisep.separators.base import BaseSeparator, Conditioning
+from bisep.separators.file_norm import FileGroupNorm
 
 # The most channels an input may have for its layout to be told from its shape (7.1 audio).
 MAX_CHANNELS = 8
+# Where a chunked run takes its GroupNorm statistics from (Separator's norm_stats).
+NORM_STATS = ("file", "chunk")
 
 
 class InputError(ValueError, UserError):
@@ -119,16 +126,29 @@ class Separator:
         conditioner: the query encoder it was trained with.
         chunk_seconds: chunk length; ``None`` processes a file in one pass.
         overlap: fraction of a chunk shared with the next one (cross-faded).
+        context_seconds: signal added on each side of a chunk while it is run, then
+            dropped (:mod:`bisep.dsp.chunks`).
+        norm_stats: ``"file"`` runs the chunks twice when the separator has GroupNorm
+            layers, so that they normalise by the file's statistics as a one-pass run does
+            (:mod:`bisep.separators.file_norm`); ``"chunk"`` runs them once, each chunk
+            normalised by its own.
         device: where to run.
     """
 
     def __init__(self, separator: BaseSeparator, conditioner: Conditioner,
                  chunk_seconds: float | None = 8.0, overlap: float = 0.25,
+                 context_seconds: float = 0.0, norm_stats: str = "file",
                  device: str | torch.device = "cpu"):
         if chunk_seconds is not None and chunk_seconds <= 0:
             raise InputError(f"chunk_seconds must be > 0, got {chunk_seconds}")
         if not 0.0 <= overlap < 1.0:
             raise InputError(f"overlap must be in [0, 1), got {overlap}")
+        if context_seconds < 0:
+            raise InputError(f"context_seconds (bisep separate --context-seconds) must be "
+                             f">= 0, got {context_seconds}")
+        if norm_stats not in NORM_STATS:
+            raise InputError(f"norm_stats must be one of {', '.join(NORM_STATS)}, got "
+                             f"{norm_stats!r}")
         self.min_samples = separator.stft.config.n_fft
         if chunk_seconds is not None and chunk_seconds * separator.sample_rate < self.min_samples:
             raise InputError(
@@ -142,6 +162,8 @@ class Separator:
         self.conditioner = conditioner.to(self.device).eval()
         self.chunk_seconds = chunk_seconds
         self.overlap = overlap
+        self.context_seconds = context_seconds
+        self.norm_stats = norm_stats
         # The file the weights came from (set by from_pretrained): a run that records what
         # its outputs depend on hashes it (bisep.apps.separate_manifest).
         self.source: Path | None = None
@@ -219,7 +241,8 @@ class Separator:
                 ``(time, channels)`` (see the module docstring for how the layout is told).
             queries: texts or :class:`bisep.conditioners.query.Query` objects.
             sample_rate: the rate of ``wav`` (resampled to the model's and back).
-            progress: optional callable ``(done_chunks, total_chunks)``.
+            progress: optional callable ``(done, total)`` over the chunk runs (two per
+                chunk when GroupNorm statistics are gathered first, ``norm_stats``).
             channels_first: the layout of a 2-D ``wav``; ``None`` tells it from the shape.
 
         Raises:
@@ -249,9 +272,11 @@ class Separator:
         return _fit_length(out, length)
 
     def _chunked(self, x: torch.Tensor, query: Conditioning, progress) -> torch.Tensor:
+        """Shape: ``(channels, time)`` -> ``(Q, channels, time)``."""
         channels, length = x.shape
-        size = length if self.chunk_seconds is None else int(self.chunk_seconds * self.sample_rate)
-        if length <= size:
+        plan = ChunkPlan.of(length, self.chunk_seconds, self.overlap, self.context_seconds,
+                            self.sample_rate, self.separator.stft.config.hop_length)
+        if plan is None:
             # Zero-pad a clip shorter than one STFT frame (the STFT's reflect padding needs
             # more samples than half a frame), then cut the output back to its length.
             padded = torch.nn.functional.pad(x, (0, max(0, self.min_samples - length)))
@@ -259,26 +284,42 @@ class Separator:
             if progress:
                 progress(1, 1)
             return result
-        fade = int(size * self.overlap)
-        hop = size - fade
-        starts = list(range(0, length - fade, hop)) if fade else list(range(0, length, hop))
-        ramp = torch.sin(0.5 * math.pi * (torch.arange(fade, device=x.device) + 0.5) / fade) ** 2
+        stats = FileGroupNorm(self.separator) if self.norm_stats == "file" else None
+        runs = len(plan.starts) * (2 if stats else 1)
+        if stats:  # first run: the file's normalisation statistics (bisep.separators.file_norm)
+            for i in range(len(plan.starts)):
+                window, owned, frames = self._window(x, plan, i)
+                with stats.collecting(owned, frames):
+                    _, mag = self.separator.analyze(window)
+                    self.separator.predict_masks(self.separator.encode(mag), query)
+                if progress:
+                    progress(i + 1, runs)
+            stats.freeze()
         out = x.new_zeros(query.num_queries, channels, length)
-        for i, start in enumerate(starts):
-            chunk = x[:, start:start + size]
-            valid = chunk.shape[1]
-            if valid < size:  # the last chunk: zero-pad to the model's chunk length
-                chunk = torch.nn.functional.pad(chunk, (0, size - valid))
-            est = self.separator(chunk, query).transpose(0, 1)[..., :valid]
-            weight = torch.ones(valid, device=x.device)
-            if fade and i > 0:
-                weight[:fade] = ramp[:valid]
-            if fade and i < len(starts) - 1:
-                weight[-fade:] = 1 - ramp  # sin² + cos² = 1 across every overlap
-            out[..., start:start + valid] += est * weight
-            if progress:
-                progress(i + 1, len(starts))
+        with stats.applied() if stats else nullcontext():
+            for i, start in enumerate(plan.starts):
+                window, _, _ = self._window(x, plan, i)
+                offset = start - plan.window_start(i)
+                valid = min(plan.size, length - start)
+                est = self.separator(window, query).transpose(0, 1)[..., offset:offset + valid]
+                out[..., start:start + valid] += est * plan.weight(i, valid, x.device)
+                if progress:
+                    progress(runs - len(plan.starts) + i + 1, runs)
         return out
+
+    def _window(self, x: torch.Tensor, plan: "ChunkPlan", i: int
+                ) -> tuple[torch.Tensor, slice, int]:
+        """Chunk ``i`` with its context, the STFT frames it owns (chunk coordinates) and its
+        frame count. A window shorter than one STFT frame is zero-padded to it."""
+        begin, end = plan.window_start(i), plan.window_end(i)
+        window = x[:, begin:end]
+        if window.shape[1] < self.min_samples:
+            window = torch.nn.functional.pad(window, (0, self.min_samples - window.shape[1]))
+        hop = plan.hop_length
+        first = (plan.starts[i] - begin) // hop
+        last = (first + plan.step // hop if i < len(plan.starts) - 1
+                else (end - begin) // hop + 1)  # the last chunk owns the file's last frames
+        return window, slice(first, last), self.separator.stft.frames(window.shape[1])
 
     def separate_file(self, in_path: str | Path, queries: Sequence[str | QuerySpec],
                       out_dir: str | Path, progress=None, residual: bool = False,

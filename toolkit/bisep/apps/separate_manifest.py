@@ -220,6 +220,7 @@ def _fingerprint(separator, manifest, negative, negative_weight) -> dict:
     return {"model_sha256": model_sha256(separator), "manifest": str(Path(manifest).resolve()),
             "manifest_sha256": sha256_of(Path(manifest)),
             "chunk_seconds": separator.chunk_seconds, "overlap": separator.overlap,
+            "context_seconds": separator.context_seconds, "norm_stats": separator.norm_stats,
             "negative": negative, "negative_weight": negative_weight}
 
 

@@ -51,6 +51,14 @@ def add_parser(sub):
                    help="process long files in chunks of this length (default 8; 0 = whole file)")
     p.add_argument("--overlap", type=float, default=0.25,
                    help="fraction of a chunk cross-faded with the next (default 0.25)")
+    p.add_argument("--context-seconds", type=float, default=0.0,
+                   help="audio added on each side of a chunk while it runs, then dropped "
+                        "(default 0; the model's receptive field brings chunked output "
+                        "closest to one pass)")
+    p.add_argument("--chunk-norm", choices=("file", "chunk"), default="file",
+                   help="'file' (default): chunks normalise by the whole file's statistics, "
+                        "gathered in a first run over them, as one pass does; 'chunk': each "
+                        "by its own, in half the time")
     p.add_argument("--residual", action="store_true",
                    help="also write each query's residual, the mixture minus the target "
                         "(named no-<query> by the default --filename)")
@@ -96,7 +104,9 @@ def load_separator(args):
     from bisep.inference import Separator
 
     return Separator.from_pretrained(args.model, device=args.device, overlap=args.overlap,
-                                     chunk_seconds=args.chunk_seconds or None)
+                                     chunk_seconds=args.chunk_seconds or None,
+                                     context_seconds=args.context_seconds,
+                                     norm_stats=args.chunk_norm)
 
 
 def run(args) -> int:

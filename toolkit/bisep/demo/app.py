@@ -161,7 +161,7 @@ def _separate_request(separator, work_dir: Path, max_seconds, mixture, query, ne
     from bisep.demo.uploads import build_queries, read_upload
 
     def chunk_done(done: int, total: int) -> None:
-        progress((done, total), desc="separating", unit="chunks")
+        progress((done, total), desc="separating", unit="chunk runs")
 
     cleared = [None, None, gr.update(value=None, visible=False), None, None, None]
     try:
@@ -180,7 +180,7 @@ def _separate_request(separator, work_dir: Path, max_seconds, mixture, query, ne
     spectrograms = [str(result.spectrograms[k]) for k in ("mixture", "target", "residual")]
     status = (f"Separated {result.audio_seconds:.1f} s of audio with {len(names)} "
               f"quer{'y' if len(names) == 1 else 'ies'} in **{result.seconds:.2f} s** "
-              f"(real-time factor {result.real_time_factor:.3f}, {result.chunks} chunk(s), "
+              f"(real-time factor {result.real_time_factor:.3f}, {result.chunks} chunk run(s), "
               f"{separator.device}).")
     return [str(result.target), str(result.residual),
             gr.update(value=[str(p) for p in result.stems] or None, visible=bool(result.stems)),

@@ -45,7 +45,8 @@ class DemoResult:
         spectrograms: PNGs keyed ``"mixture"``, ``"target"``, ``"residual"``.
         seconds: the separation's wall time (queries embedded, every chunk separated).
         audio_seconds: the mixture's length.
-        chunks: how many chunks the mixture was separated in.
+        chunks: how many chunk runs the separation took (two per chunk for a model with
+            GroupNorm layers: :class:`bisep.inference.Separator`'s ``norm_stats``).
     """
 
     target: Path
@@ -129,7 +130,7 @@ def separate_for_page(separator: Separator, mixture: tuple[np.ndarray, int],
     for key, signal in (("mixture", wav), ("target", target), ("residual", residual)):
         result.spectrograms[key] = save_spectrogram(signal, rate, out_dir / f"{key}.png",
                                                     titles[key], top_db=top_db)
-    log.info("separated %.1f s of audio with %d quer%s in %.2f s (%d chunk(s))",
+    log.info("separated %.1f s of audio with %d quer%s in %.2f s (%d chunk run(s))",
              result.audio_seconds, len(queries), "y" if len(queries) == 1 else "ies", seconds,
              result.chunks)
     return result
