@@ -126,6 +126,7 @@ def build(conf: dict, pool, reference: bool) -> dict:
     from bisep.conditioners.mini_clap import MiniClapConditioner
     from bisep.data.prompts import TEMPLATES
     from bisep.train.clap_batches import BatchMaker
+    from bisep.train.clap_eval import class_text
     from bisep.train.mini_clap import start_training
 
     singles, mixtures, labels = pool
@@ -134,6 +135,10 @@ def build(conf: dict, pool, reference: bool) -> dict:
                                       audio_conf=conf["audio_conf"])
     captions = list(TEMPLATES) + [None]
     batches = TimedBatches(BatchMaker(singles, mixtures, conf, captions), reference)
+    # The steady state of a run: after the first pass over the templates every class
+    # caption's MiniLM embedding is cached and no step runs the text tower.
+    for template in captions:
+        class_text(conditioner, labels, template)
     optimizer, scheduler = start_training(conditioner, conf)
     if reference:  # no optimizer state yet: the parameters just change layout
         conditioner.audio.blocks.to(memory_format=torch.contiguous_format)
