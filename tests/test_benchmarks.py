@@ -28,13 +28,14 @@ RATIO_LINES = {
     "scoring.py": r"^  speed ratio mir_eval / fast: \d+\.\dx$",
     "separator_rtf.py": r"^ConvTasNet \(\d+x\d+ blocks\)\s.*1\.00$",
     "stft_mask.py": r"^\s+\d+\s+\d+ fwd\s+triton\s.*1\.00$",
+    "train_clap_step.py": r"^  step time reference / optimised: wall \d+\.\d\dx, "
+                          r"CPU \d+\.\d\dx$",
     "train_step.py": r"^  shared / once per query\s+\d+\.\d\d$",
 }
 # Longest first, so that the two workers finish close together.
-ORDER = ["inference_memory.py", "chunked_inference.py", "train_step.py", "separator_rtf.py", "stft_mask.py",
-         "corpus_extract.py", "scoring.py", "onnx_rtf.py", "demo_request.py", "reference_free.py",
-         "losses.py",
-         "mix_plan.py"]
+ORDER = ["inference_memory.py", "chunked_inference.py", "train_step.py", "train_clap_step.py",
+         "separator_rtf.py", "stft_mask.py", "corpus_extract.py", "scoring.py", "onnx_rtf.py",
+         "demo_request.py", "reference_free.py", "losses.py", "mix_plan.py"]
 
 
 def run_smoke(name: str) -> subprocess.CompletedProcess:

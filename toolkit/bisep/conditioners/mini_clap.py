@@ -264,8 +264,10 @@ class MiniClapConditioner(Conditioner):
         return model.freeze()
 
     def audio_state_dict(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint stores: the audio tower and the logit scale (not MiniLM)."""
-        state = {f"audio.{k}": v.detach().cpu() for k, v in self.audio.state_dict().items()}
+        """What a checkpoint stores: the audio tower and the logit scale (not MiniLM), in
+        contiguous memory whatever layout the tower trained in."""
+        state = {f"audio.{k}": v.detach().cpu().contiguous()
+                 for k, v in self.audio.state_dict().items()}
         state["log_logit_scale"] = self.log_logit_scale.detach().cpu()
         return state
 

@@ -33,6 +33,8 @@ import torch.nn.functional as F
 
 # STFT of the masked outputs: the separators' usual 32 ms window at 16 kHz.
 MASK_N_FFT, MASK_HOP = 512, 128
+# Masked outputs made at a time (:func:`masked_outputs`).
+MASK_CHUNK = 8
 # Key of a masked output's artefact energy in :attr:`Batch.energies` (``artefact_targets``).
 ARTEFACT = "<artefact>"
 
@@ -127,21 +129,54 @@ def masked_outputs(parts: torch.Tensor, sharpness: torch.Tensor, blend: torch.Te
           masked part (they sum to the output).
     """
     n, p, length = parts.shape
-    window = torch.hann_window(MASK_N_FFT, device=parts.device)
-    spec = torch.stft(parts.reshape(n * p, length), MASK_N_FFT, MASK_HOP, window=window,
-                      return_complex=True).reshape(n, p, MASK_N_FFT // 2 + 1, -1)
-    mag = spec.abs()
-    ratio = mag[:, 0] / mag.sum(dim=1).clamp_min(1e-8)
-    freqs, frames = ratio.shape[-2:]
+    freqs, frames = MASK_N_FFT // 2 + 1, length // MASK_HOP + 1
     # Smooth noise: uniform values on a coarse grid (about 500 Hz x 64 ms), interpolated.
     coarse = torch.rand(n, 1, freqs // 16 + 2, frames // 8 + 2, generator=generator)
+    masked = parts.new_zeros(n, p, length)
+    # A few items at a time, so that their spectra stay in the CPU's caches (about 1.2x
+    # faster than the whole batch at once); no item's numbers depend on another item's.
+    for first in range(0, n, MASK_CHUNK):
+        items = slice(first, first + MASK_CHUNK)
+        masked[items] = _masked_sources(parts[items], sharpness[items], blend[items],
+                                        coarse[items])
+    return masked.sum(dim=1), masked
+
+
+def _masked_sources(parts: torch.Tensor, sharpness: torch.Tensor, blend: torch.Tensor,
+                    coarse: torch.Tensor) -> torch.Tensor:
+    """:func:`masked_outputs`' masked sources, ``(n, P, samples)``, given the coarse grids
+    ``(n, 1, f, t)`` of their random masks."""
+    n, p, length = parts.shape
+    window = torch.hann_window(MASK_N_FFT, device=parts.device)
+    # Rows source by source (source 0 of every item first). An absent source is an all-zero
+    # row: its spectrum and masked part are zero, so its transforms are skipped (a quarter
+    # of them when 2- and 3-source items share a batch). No row's STFT or iSTFT depends on
+    # another row and adding a zero is exact, so the outputs keep their bits.
+    rows = parts.transpose(0, 1).reshape(p * n, length)
+    keep = rows.ne(0).any(dim=-1)
+    keep[:n] = True  # source 0's magnitudes are the ratio mask's numerator
+    item = torch.arange(n, device=parts.device).repeat(p)[keep]
+    spec = torch.stft(rows[keep], MASK_N_FFT, MASK_HOP, window=window, return_complex=True)
+    freqs, frames = spec.shape[-2:]
+    mag = torch.hypot(spec.real, spec.imag)  # the complex abs's bits at about half its cost
+    # Added source by source: the order, and so the bits, of a sum over the sources.
+    total, start = mag[:n].clone(), n
+    for source in range(1, p):
+        present = keep[source * n:(source + 1) * n]
+        block = mag[start:start + int(present.sum())]
+        total[present] += block
+        start += block.shape[0]
+    ratio = mag[:n] / total.clamp_min(1e-8)
     noise = F.interpolate(coarse, size=(freqs, frames), mode="bilinear",
                           align_corners=False)[:, 0]
     mask = (1 - blend)[:, None, None] * ratio ** sharpness[:, None, None] \
         + blend[:, None, None] * noise
-    masked = torch.istft((mask[:, None] * spec).reshape(n * p, freqs, frames), MASK_N_FFT,
-                         MASK_HOP, window=window, length=length).reshape(n, p, length)
-    return masked.sum(dim=1), masked
+    # A real mask scales the real and imaginary parts alike: no complex product needed.
+    masked_spec = torch.view_as_complex(torch.view_as_real(spec) * mask[item, ..., None])
+    kept = torch.istft(masked_spec, MASK_N_FFT, MASK_HOP, window=window, length=length)
+    masked = parts.new_zeros(p * n, length)
+    masked[keep] = kept
+    return masked.reshape(p, n, length).transpose(0, 1)
 
 
 def target_artefacts(clean: torch.Tensor, masked: torch.Tensor

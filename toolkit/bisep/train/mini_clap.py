@@ -91,6 +91,55 @@ def _energy_step(conditioner, batch, batches, labels, template, conf) -> dict:
     return {"energy share": energy_share_loss(logits, energies, conf["energy_power"])}
 
 
+def start_training(conditioner, conf: dict) -> tuple:
+    """Ready a ``frozen=False`` mini_clap for :func:`train_step`: train mode, the audio
+    tower's 2-D blocks in channels-last memory, and ``(optimizer, scheduler)``: AdamW with a
+    linear warm-up over ``warmup_steps``, then a cosine decay to 2% of ``lr`` at ``steps``.
+    """
+    # oneDNN's channels-last kernels run the tower's 3x3 convolutions (the first one's
+    # backward above all) and its max-pools about 1.5x faster than NCHW ones on CPU; the
+    # numbers differ by float rounding only. Checkpoints store contiguous weights.
+    conditioner.audio.blocks.to(memory_format=torch.channels_last)
+    conditioner.train()
+    # No weight decay on the logit scale: it would pull the temperature towards 1.
+    optimizer = torch.optim.AdamW(
+        [{"params": list(conditioner.audio.parameters())},
+         {"params": [conditioner.log_logit_scale], "weight_decay": 0.0}],
+        lr=conf["lr"], weight_decay=conf["weight_decay"])
+
+    def lr_factor(step):
+        if step < conf["warmup_steps"]:
+            return (step + 1) / conf["warmup_steps"]
+        progress = (step - conf["warmup_steps"]) / max(1, conf["steps"] - conf["warmup_steps"])
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
+def train_step(conditioner, batches, template, labels: list[str], conf: dict, optimizer,
+               scheduler) -> dict[str, float]:
+    """One optimiser step of the audio tower on the next batch of ``batches``.
+
+    Args:
+        conditioner, optimizer, scheduler: as :func:`start_training` left them.
+        batches: a :class:`~bisep.train.clap_batches.BatchMaker`.
+        template: the class captions' template this step (``None``: the separator's phrase).
+        labels: every instrument, sorted (the classes of the class captions).
+
+    Returns:
+        Each loss term's value (the loss is their sum).
+    """
+    loss_fn = _energy_step if conf["objective"] == "energy" else _subset_step
+    parts = loss_fn(conditioner, batches(), batches, labels, template, conf)
+    optimizer.zero_grad(set_to_none=True)
+    sum(parts.values()).backward()
+    optimizer.step()
+    scheduler.step()
+    with torch.no_grad():
+        conditioner.log_logit_scale.clamp_(max=math.log(conf["max_logit_scale"]))
+    return {name: value.item() for name, value in parts.items()}
+
+
 def separator_files(conf: dict) -> list[Path]:
     """The ``model.pth`` of each ``separator_models`` entry (a file or an experiment folder).
 
@@ -204,21 +253,7 @@ def train(data_dir: str | Path, out_dir: str | Path, conf: dict) -> dict:
     captions = list(TEMPLATES) + [None]
     bank = _separator_bank(conf, conditioner, singles) if conf["separator_models"] else None
     batches = BatchMaker(singles, mixtures, conf, captions, bank)
-    # No weight decay on the logit scale: it would pull the temperature towards 1.
-    optimizer = torch.optim.AdamW(
-        [{"params": list(conditioner.audio.parameters())},
-         {"params": [conditioner.log_logit_scale], "weight_decay": 0.0}],
-        lr=conf["lr"], weight_decay=conf["weight_decay"])
-
-    def lr_factor(step):
-        if step < conf["warmup_steps"]:
-            return (step + 1) / conf["warmup_steps"]
-        progress = (step - conf["warmup_steps"]) / max(1, conf["steps"] - conf["warmup_steps"])
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    max_log_scale = math.log(conf["max_logit_scale"])
-    loss_fn = _energy_step if conf["objective"] == "energy" else _subset_step
+    optimizer, scheduler = start_training(conditioner, conf)
     state_file, first_step, running, seconds = out_dir / STATE_FILE, 0, [], 0.0
     if state_file.is_file():
         first_step, running, seconds = restore_state(state_file, conf, conditioner, optimizer,
@@ -226,20 +261,11 @@ def train(data_dir: str | Path, out_dir: str | Path, conf: dict) -> dict:
         log.info("train-clap: continuing from step %d/%d (%s)", first_step, conf["steps"],
                  state_file)
     metrics = MetricsLog(out_dir / METRICS_FILE, keep_until=first_step)
-    conditioner.train()
     start = time.perf_counter() - seconds
     for step in range(first_step, conf["steps"]):
-        batch = batches()
-        template = captions[step % len(captions)]
-        parts = loss_fn(conditioner, batch, batches, labels, template, conf)
-        loss = sum(parts.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        with torch.no_grad():
-            conditioner.log_logit_scale.clamp_(max=max_log_scale)
-        running.append([value.item() for value in parts.values()])
+        parts = train_step(conditioner, batches, captions[step % len(captions)], labels, conf,
+                           optimizer, scheduler)
+        running.append(list(parts.values()))
         done = step + 1
         if conf["log_every"] and (done % conf["log_every"] == 0 or done == conf["steps"]):
             means = np.mean(running, axis=0)
