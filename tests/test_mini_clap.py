@@ -15,7 +15,7 @@ import torch
 from bisep.checkpoint import CheckpointError, save
 from bisep.conditioners.base import ConditionerError, QueryError
 from bisep.conditioners.mini_clap import MINILM_SHA256, MiniClapConditioner, minilm_dir
-from bisep.losses.audio_text import (energy_share_loss, multi_label_loss, same_labels,
+from bisep.losses.audio_text import (multi_label_loss, same_labels,
                                      subset_positives)
 from bisep.train.clap_config import load_train_config
 from bisep.train.mini_clap import checkpoint_package
