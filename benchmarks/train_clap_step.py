@@ -2,7 +2,7 @@
 its speed-up, both measured in this run on the same batches.
 
     python benchmarks/train_clap_step.py                   # ~2 min on 2 loaded cores
-    python benchmarks/train_clap_step.py --data-dir /work/exps/data --repeats 8
+    python benchmarks/train_clap_step.py --data-dir egs/synth_music/bimodal/data --repeats 8
     python benchmarks/train_clap_step.py masked_per_batch=64   # overrides of the config
     python benchmarks/train_clap_step.py --smoke           # 1 s clips, small batches, 1 step
 

@@ -415,7 +415,7 @@ def test_separate_list_queries_each_item_with_its_phrases(prepared, tmp_path, mo
     model.write_bytes(b"model")
 
     class Recorder:  # stands in for a trained model: records the queries, returns silence
-        source, chunk_seconds, overlap = model, 8.0, 0.25
+        source, chunk_seconds, overlap, context_seconds, norm_stats = model, 8.0, 0.25, 0.0, "file"
 
         def separate(self, wav, queries, rate, channels_first=None):
             asked.append([query.text for query in queries])
