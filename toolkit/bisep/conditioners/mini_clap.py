@@ -149,9 +149,10 @@ class AudioTower(nn.Module):
         self.temporal = nn.Sequential(nn.Conv1d(c3 * n_mels // 8, c4, 3, padding=1, bias=False),
                                       nn.BatchNorm1d(c4), nn.ReLU(inplace=True))
         self.proj = nn.Linear(2 * c4, embed_dim)
-        # oneDNN's channels-last (NHWC) kernels run the 3x3 convolutions (the first one's
-        # backward above all) and the max-pools of the 2-D blocks faster than NCHW ones on
-        # CPU; the embeddings differ by float rounding only. The layout is the module's own
+        # oneDNN's channels-last (NHWC) kernels run the 2-D blocks' 3x3 convolutions and
+        # max-pools faster than NCHW ones on CPU (the forward, and the first convolution's
+        # weight gradient when the tower trains; the input gradient, all a frozen tower's
+        # backward computes, gains little); the embeddings differ by float rounding only. The layout is the module's own
         # business: its state dict holds contiguous tensors, and loading copies into the
         # channels-last parameters, so checkpoints do not depend on it. (Moving the blocks
         # back with ``.to(memory_format=torch.contiguous_format)`` runs the NCHW kernels.)
@@ -281,9 +282,8 @@ class MiniClapConditioner(Conditioner):
 
     def audio_state_dict(self) -> dict[str, torch.Tensor]:
         """What a checkpoint stores: the audio tower and the logit scale (not MiniLM), in
-        contiguous memory whatever layout the tower trained in."""
-        state = {f"audio.{k}": v.detach().cpu().contiguous()
-                 for k, v in self.audio.state_dict().items()}
+        contiguous memory (:class:`AudioTower`'s state dict is, whatever its layout)."""
+        state = {f"audio.{k}": v.detach().cpu() for k, v in self.audio.state_dict().items()}
         state["log_logit_scale"] = self.log_logit_scale.detach().cpu()
         return state
 
