@@ -152,9 +152,10 @@ class AudioTower(nn.Module):
         # oneDNN's channels-last (NHWC) kernels run the 2-D blocks' 3x3 convolutions and
         # max-pools faster than NCHW ones on CPU (the forward, and the first convolution's
         # weight gradient when the tower trains; the input gradient, all a frozen tower's
-        # backward computes, gains little); the embeddings differ by float rounding only. The layout is the module's own
-        # business: its state dict holds contiguous tensors, and loading copies into the
-        # channels-last parameters, so checkpoints do not depend on it. (Moving the blocks
+        # backward computes, gains little); the embeddings differ by float rounding only.
+        # The layout is the module's own business: its state dict holds contiguous tensors,
+        # and loading copies into the channels-last parameters, so checkpoints do not depend
+        # on it. (Moving the blocks
         # back with ``.to(memory_format=torch.contiguous_format)`` runs the NCHW kernels.)
         self.blocks.to(memory_format=torch.channels_last)
         self.register_state_dict_post_hook(_contiguous_state)
