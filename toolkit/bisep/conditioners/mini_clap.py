@@ -155,8 +155,8 @@ class AudioTower(nn.Module):
         # backward computes, gains little); the embeddings differ by float rounding only.
         # The layout is the module's own business: its state dict holds contiguous tensors,
         # and loading copies into the channels-last parameters, so checkpoints do not depend
-        # on it. (Moving the blocks
-        # back with ``.to(memory_format=torch.contiguous_format)`` runs the NCHW kernels.)
+        # on it. (Moving the blocks back with ``.to(memory_format=torch.contiguous_format)``
+        # runs the NCHW kernels.)
         self.blocks.to(memory_format=torch.channels_last)
         self.register_state_dict_post_hook(_contiguous_state)
 
