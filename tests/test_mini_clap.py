@@ -4,6 +4,7 @@ checkpoint, the trainer's losses and a tiny `bisep train-clap` run in a subproce
 The conditioner is built once per module (MiniLM loads in a few seconds); the training run uses
 synthetic tones as "instruments" and a tower a few hundred parameters wide.
 """
+import copy
 import json
 import time
 import shutil
@@ -14,7 +15,8 @@ import torch
 
 from bisep.checkpoint import CheckpointError, save
 from bisep.conditioners.base import ConditionerError, QueryError
-from bisep.conditioners.mini_clap import MINILM_SHA256, MiniClapConditioner, minilm_dir
+from bisep.conditioners.mini_clap import (MINILM_SHA256, AudioTower, MiniClapConditioner,
+                                          minilm_dir)
 from bisep.losses.audio_text import (multi_label_loss, same_labels,
                                      subset_positives)
 from bisep.train.clap_config import load_train_config
@@ -134,6 +136,41 @@ def test_unfrozen_trains_the_audio_tower_only():
     assert not any(p.requires_grad for p in model.text.parameters())
     model.train()
     assert model.audio.training and not any(m.training for m in model.text.modules())
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_audio_tower_runs_channels_last_with_the_nchw_numbers(train_mode):
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        tower = AudioTower().train(train_mode)
+    assert all(block[0].weight.is_contiguous(memory_format=torch.channels_last)
+               for block in tower.blocks)
+    nchw = copy.deepcopy(tower)
+    nchw.blocks.to(memory_format=torch.contiguous_format)
+    wav = tones(3, seconds=1.5, seed=4)
+    grads = []
+    for model in (tower, nchw):
+        clip = wav.clone().requires_grad_()
+        emb = model(clip)
+        (emb * torch.linspace(-1, 1, emb.shape[-1])).sum().backward()
+        grads.append((emb.detach(), clip.grad))
+    (emb, grad), (ref_emb, ref_grad) = grads
+    torch.testing.assert_close(emb, ref_emb, rtol=1e-5, atol=1e-6)
+    assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 1e-4
+
+
+def test_audio_tower_state_is_contiguous_and_nchw_states_load():
+    tower = AudioTower(channels=(4, 4, 8, 16))
+    # Nested, as in a separator's module: the hook runs under any prefix.
+    for state in (tower.state_dict(), torch.nn.Sequential(tower).state_dict()):
+        assert all(value.is_contiguous() for value in state.values())
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        old = AudioTower(channels=(4, 4, 8, 16))
+    old.blocks.to(memory_format=torch.contiguous_format)  # a tower saved before the change
+    tower.load_state_dict(old.state_dict())
+    assert tower.blocks[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(tower.blocks[1][0].weight, old.blocks[1][0].weight)
 
 
 # ------------------------------------------------------------------------------ checkpoint

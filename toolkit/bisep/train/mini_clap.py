@@ -92,14 +92,10 @@ def _energy_step(conditioner, batch, batches, labels, template, conf) -> dict:
 
 
 def start_training(conditioner, conf: dict) -> tuple:
-    """Ready a ``frozen=False`` mini_clap for :func:`train_step`: train mode, the audio
-    tower's 2-D blocks in channels-last memory, and ``(optimizer, scheduler)``: AdamW with a
-    linear warm-up over ``warmup_steps``, then a cosine decay to 2% of ``lr`` at ``steps``.
+    """Ready a ``frozen=False`` mini_clap for :func:`train_step`: train mode and
+    ``(optimizer, scheduler)``: AdamW with a linear warm-up over ``warmup_steps``, then a
+    cosine decay to 2% of ``lr`` at ``steps``.
     """
-    # oneDNN's channels-last kernels run the tower's 3x3 convolutions (the first one's
-    # backward above all) and its max-pools about 1.5x faster than NCHW ones on CPU; the
-    # numbers differ by float rounding only. Checkpoints store contiguous weights.
-    conditioner.audio.blocks.to(memory_format=torch.channels_last)
     conditioner.train()
     # No weight decay on the logit scale: it would pull the temperature towards 1.
     optimizer = torch.optim.AdamW(
