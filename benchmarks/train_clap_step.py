@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import warnings
+from unittest import mock
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
@@ -92,22 +93,12 @@ class TimedBatches:
 
         swap = contextlib.nullcontext()
         if self.reference:
-            swap = _patched(clap_batches, "masked_outputs", reference_masked_outputs)
+            swap = mock.patch.object(clap_batches, "masked_outputs", reference_masked_outputs)
         start, cpu = time.perf_counter(), time.process_time()
         with swap:
             self.last = self.maker()
         self.seconds = (time.perf_counter() - start, time.process_time() - cpu)
         return self.last
-
-
-@contextlib.contextmanager
-def _patched(module, name, value):
-    saved = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, saved)
 
 
 def load_pool(data_dir: Path, conf: dict):
