@@ -263,6 +263,8 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
         no_crl = configs[f"train_weak_no_crl_{name}"]["criterions"]
         assert [c["name"] for c in no_crl] == ["clap_contrastive", "mix_separate"]
         assert change.items() <= no_crl[0]["conf"].items()
+    assert weights["train_weak_contain"] == {"clap_contrastive": 0.5, "mix_separate": 5.0,
+                                             "containment": 5.0}
     assert weights["train_semi_snr_no_crl"] == {"clap_contrastive": 0.5, "mix_separate": 5.0,
                                                 "neg_sdr": 0.5}
     assert configs["train_weak_k2"]["data"]["num_phrases"] == 2
@@ -272,7 +274,7 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
     plan = subprocess.run([sys.executable, "local/full_plan.py", "--conf", "conf/screen.yaml"],
                           cwd=recipe, capture_output=True, text=True, check=True).stdout
     tags = [line.split("\t")[1] for line in plan.splitlines() if line.startswith("run\t")]
-    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 17
+    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 18
     assert any(line.startswith("clap\t") for line in plan.splitlines())
 
 

@@ -103,6 +103,30 @@ def test_consistency_matches_loop_reference_with_repeated_phrase_weights():
     assert got.item() == pytest.approx(ref_consistency(masks, mix, mixtures, weights), rel=1e-10)
 
 
+def test_containment_matches_loop_reference_and_punishes_only_the_excess():
+    masks, mix, mixtures = seeded(2, 2, 3, 3, 4, seed=7), seeded(2, 3, 4, seed=8) * 2, seeded(2, 2, 3, 4, seed=9)
+    weights = torch.tensor([[[1, 1, 1], [0.5, 0.5, 1]], [[1, 1, 0], [1, 1, 1]]], dtype=torch.float64)
+    expected = 0.0
+    for b in range(2):
+        w = torch.log1p(mix[b]).clamp(1e-3, 10)
+        for n in range(2):
+            for k in range(3):
+                excess = (masks[b, n, k] * mix[b] - mixtures[b, n]).clamp(min=0)
+                expected += weights[b, n, k].item() * (w * excess).mean().item()
+    got = L.containment_loss(masks, mix, mixtures, weights)
+    assert got.item() == pytest.approx(expected / 2, rel=1e-10)
+    # An output inside its own mixture costs nothing, however little of it it keeps ...
+    inside = (mixtures / mix.unsqueeze(1)).unsqueeze(2).expand(-1, -1, 3, -1, -1) * 0.3
+    assert L.containment_loss(inside, mix, mixtures).item() == 0.0
+    # ... and only the bins that overflow the mixture get a gradient.
+    masks = masks.clone().requires_grad_(True)
+    L.containment_loss(masks, mix, mixtures).backward()
+    overflow = masks.detach() * mix[:, None, None] > mixtures.unsqueeze(2)
+    assert (masks.grad[~overflow] == 0).all() and (masks.grad[overflow] > 0).all()
+    with pytest.raises(TypeError, match="mixture_mags must be"):
+        L.containment_loss(masks, mix, mixtures[:, :1])
+
+
 def test_contrastive_matches_loop_reference_with_duplicates_and_padding():
     text_bank = randn(3, 8, seed=10)
     labels = [0, 1, 0, 2, 1, 2]  # rows 0 and 2 share a prompt, as do 1/4 and 3/5
@@ -303,6 +327,7 @@ def test_every_loss_is_a_registered_plugin():
     registry = get_registry()
     for name, cls in [("clap_contrastive", L.BiModalContrastiveLoss),
                       ("consistency_reconstruction", L.ConsistencyReconstructionLoss),
+                      ("containment", L.ContainmentLoss),
                       ("mix_separate", L.MixSeparateLoss), ("supervised", L.SupervisedSeparationLoss),
                       ("neg_sdr", L.NegSDRLoss)]:
         assert registry.factory("loss", name) is cls

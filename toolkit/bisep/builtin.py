@@ -19,6 +19,7 @@ CONDITIONERS = {
 LOSSES = {
     "clap_contrastive": "bisep.losses.contrastive:BiModalContrastiveLoss",
     "consistency_reconstruction": "bisep.losses.reconstruction:ConsistencyReconstructionLoss",
+    "containment": "bisep.losses.reconstruction:ContainmentLoss",
     "mix_separate": "bisep.losses.reconstruction:MixSeparateLoss",
     "supervised": "bisep.losses.reconstruction:SupervisedSeparationLoss",
     "neg_sdr": "bisep.losses.sdr:NegSDRLoss",

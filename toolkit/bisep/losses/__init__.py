@@ -14,6 +14,7 @@ consistency_reconstruction_loss ConsistencyReconstructionLoss               L_CR
                                 (consistency_reconstruction)
 mix_separate_loss               MixSeparateLoss (mix_separate)              L_UNS
 supervised_separation_loss      SupervisedSeparationLoss (supervised)       L_SUP
+containment_loss                ContainmentLoss (containment)               (ours)
 ==============================  ==========================================  ==============
 
 Waveform losses in Asteroid's ``pairwise_* / singlesrc_* / multisrc_*`` families, and
@@ -30,11 +31,11 @@ produces, so a trainer can feed any composition of them from one dictionary:
 from bisep.losses.contrastive import (BiModalContrastiveLoss, bimodal_contrastive_loss,
                                       same_text_mask)
 from bisep.losses.pit import PITLoss, best_permutation
-from bisep.losses.reconstruction import (ConsistencyReconstructionLoss, MixSeparateLoss,
-                                         SupervisedSeparationLoss,
-                                         consistency_reconstruction_loss, loudness_weight,
-                                         mix_separate_loss, supervised_separation_loss,
-                                         weighted_l1)
+from bisep.losses.reconstruction import (ConsistencyReconstructionLoss, ContainmentLoss,
+                                         MixSeparateLoss, SupervisedSeparationLoss,
+                                         consistency_reconstruction_loss, containment_loss,
+                                         loudness_weight, mix_separate_loss,
+                                         supervised_separation_loss, weighted_l1)
 from bisep.losses.sdr import (NegSDRLoss, multisrc_neg_sdsdr, multisrc_neg_sisdr,
                               multisrc_neg_snr, neg_sdr, pairwise_neg_sdsdr,
                               pairwise_neg_sisdr, pairwise_neg_snr, singlesrc_neg_sdsdr,
@@ -43,6 +44,7 @@ from bisep.losses.sdr import (NegSDRLoss, multisrc_neg_sdsdr, multisrc_neg_sisdr
 __all__ = [
     "BiModalContrastiveLoss", "bimodal_contrastive_loss", "same_text_mask",
     "ConsistencyReconstructionLoss", "consistency_reconstruction_loss",
+    "ContainmentLoss", "containment_loss",
     "MixSeparateLoss", "mix_separate_loss",
     "SupervisedSeparationLoss", "supervised_separation_loss",
     "loudness_weight", "weighted_l1",

@@ -6,6 +6,8 @@
   must add back up to that mixture.
 - :func:`supervised_separation_loss` (L_SUP): single-source targets, when they exist
   (supervised and semi-supervised training).
+- :func:`containment_loss` (not in the paper): each phrase output must fit inside its own
+  mixture; a one-sided relative of L_CRL that needs mixtures only.
 
 All share one weighting, ``W = clip(log(1 + |X|), 1e-3, 10)``
 (``docs/paper.md#loudness-weight``), which weighs loud bins more without letting a few peaks
@@ -109,6 +111,24 @@ def supervised_separation_loss(source_masks: torch.Tensor, mom_mag: torch.Tensor
     return reduce(per_item, reduction)
 
 
+def _phrase_inputs(phrase_masks, mom_mag, mixture_mags, phrase_weights):
+    """Checks the inputs of the phrase-level terms; fills default weights; promotes."""
+    check(phrase_masks, "phrase_masks", 5, "(B, N, K, F, T)")
+    check(mom_mag, "mom_mag", 3, "(B, F, T)")
+    check(mixture_mags, "mixture_mags", 4, "(B, N, F, T)")
+    b, n, k, f, t = phrase_masks.shape
+    if mixture_mags.shape != (b, n, f, t) or mom_mag.shape != (b, f, t):
+        raise TypeError(f"with phrase_masks {tuple(phrase_masks.shape)}, mixture_mags must be "
+                        f"{(b, n, f, t)} and mom_mag {(b, f, t)}; got "
+                        f"{tuple(mixture_mags.shape)} and {tuple(mom_mag.shape)}")
+    if phrase_weights is None:
+        phrase_weights = phrase_masks.new_ones(b, n, k)
+    check(phrase_weights, "phrase_weights", 3, f"({b}, {n}, {k})")
+    phrase_masks, mom_mag, mixture_mags, phrase_weights = promote(
+        phrase_masks, mom_mag, mixture_mags, phrase_weights)
+    return phrase_masks, mom_mag, mixture_mags, phrase_weights
+
+
 def consistency_reconstruction_loss(phrase_masks: torch.Tensor, mom_mag: torch.Tensor,
                                     mixture_mags: torch.Tensor,
                                     phrase_weights: torch.Tensor | None = None,
@@ -133,23 +153,48 @@ def consistency_reconstruction_loss(phrase_masks: torch.Tensor, mom_mag: torch.T
         - phrase_weights: ``(B, N, K)``.
         - output: scalar, or ``(B,)``.
     """
-    check(phrase_masks, "phrase_masks", 5, "(B, N, K, F, T)")
-    check(mom_mag, "mom_mag", 3, "(B, F, T)")
-    check(mixture_mags, "mixture_mags", 4, "(B, N, F, T)")
-    b, n, k, f, t = phrase_masks.shape
-    if mixture_mags.shape != (b, n, f, t) or mom_mag.shape != (b, f, t):
-        raise TypeError(f"with phrase_masks {tuple(phrase_masks.shape)}, mixture_mags must be "
-                        f"{(b, n, f, t)} and mom_mag {(b, f, t)}; got "
-                        f"{tuple(mixture_mags.shape)} and {tuple(mom_mag.shape)}")
-    if phrase_weights is None:
-        phrase_weights = phrase_masks.new_ones(b, n, k)
-    check(phrase_weights, "phrase_weights", 3, f"({b}, {n}, {k})")
-    phrase_masks, mom_mag, mixture_mags, phrase_weights = promote(
+    phrase_masks, mom_mag, mixture_mags, phrase_weights = _phrase_inputs(
         phrase_masks, mom_mag, mixture_mags, phrase_weights)
     summed_mask = (phrase_weights[..., None, None] * phrase_masks).sum(dim=2)  # (B, N, F, T)
     estimate = summed_mask * mom_mag.unsqueeze(1)
     per_item = weighted_l1(estimate, mixture_mags, loudness_weight(mixture_mags)).sum(dim=1)
     return reduce(per_item, reduction)
+
+
+def containment_loss(phrase_masks: torch.Tensor, mom_mag: torch.Tensor,
+                     mixture_mags: torch.Tensor, phrase_weights: torch.Tensor | None = None,
+                     reduction: str = "mean") -> torch.Tensor:
+    """Each phrase output must fit inside the mixture its phrase came from.
+
+    ``Σ_n Σ_k w_{n,k} mean_{f,t}[ W ⊙ relu(M_{n,k} ⊙ |X| − |X_n|) ]`` with ``W`` from the
+    mixture of mixtures ``|X|``. The parts of a mixture of mixtures have disjoint labels, so
+    whatever a phrase output holds beyond its own mixture ``X_n`` belongs to another
+    mixture: it is leakage, known without single-source audio. Unlike L_CRL, nothing
+    rewards an output for taking its mixture's other instruments: an output that stays
+    inside ``|X_n|`` costs nothing, however it shares ``X_n`` with the other phrases
+    (that is left to the judge's term).
+
+    Args:
+        phrase_masks: masks predicted for each phrase ``p_{n,k}``.
+        mom_mag: magnitude of the mixture of mixtures ``|X|``.
+        mixture_mags: magnitudes of the mixtures ``|X_n|``.
+        phrase_weights: ``w_{n,k}``, ``1/copies`` for a phrase repeated to fill K and 0 for
+            an absent phrase; default all ones.
+        reduction: over the batch: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Shape:
+        - phrase_masks: ``(B, N, K, F, T)``.
+        - mom_mag: ``(B, F, T)``.
+        - mixture_mags: ``(B, N, F, T)``.
+        - phrase_weights: ``(B, N, K)``.
+        - output: scalar, or ``(B,)`` with ``reduction="none"``.
+    """
+    phrase_masks, mom_mag, mixture_mags, phrase_weights = _phrase_inputs(
+        phrase_masks, mom_mag, mixture_mags, phrase_weights)
+    estimate = phrase_masks * mom_mag[:, None, None]                    # (B, N, K, F, T)
+    excess = torch.relu(estimate - mixture_mags.unsqueeze(2))
+    per_phrase = (loudness_weight(mom_mag)[:, None, None] * excess).mean(dim=(-2, -1))
+    return reduce((phrase_weights * per_phrase).sum(dim=(1, 2)), reduction)
 
 
 class MixSeparateLoss(torch.nn.Module):
@@ -188,3 +233,15 @@ class ConsistencyReconstructionLoss(torch.nn.Module):
     def forward(self, phrase_masks, mom_mag, mixture_mags, phrase_weights=None):
         return consistency_reconstruction_loss(phrase_masks, mom_mag, mixture_mags,
                                                phrase_weights)
+
+
+class ContainmentLoss(torch.nn.Module):
+    """Module form of :func:`containment_loss` (plugin ``containment``).
+
+    Shape:
+        - phrase_masks: ``(B, N, K, F, T)``; mom_mag: ``(B, F, T)``;
+          mixture_mags: ``(B, N, F, T)``; phrase_weights: ``(B, N, K)``; output: scalar.
+    """
+
+    def forward(self, phrase_masks, mom_mag, mixture_mags, phrase_weights=None):
+        return containment_loss(phrase_masks, mom_mag, mixture_mags, phrase_weights)
