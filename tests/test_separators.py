@@ -12,8 +12,9 @@ import torch.nn.functional as F
 
 from bisep.checkpoint import from_pretrained, save, serialize
 from bisep.separators.base import Conditioning
-from bisep.separators.cond_unet import CondUNet, InnerProductHead
+from bisep.separators.cond_unet import CondUNet
 from bisep.separators.film_masknet import FiLM, FiLMMaskNet
+from bisep.separators.inner_product_head import InnerProductHead
 
 SR = 16000
 D, TOKEN_DIM, L = 16, 24, 7

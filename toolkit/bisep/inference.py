@@ -119,7 +119,14 @@ def _restore_layout(x: np.ndarray, layout: str) -> np.ndarray:
 
 
 class Separator:
-    """A separator plus its query encoder, with chunked long-audio processing.
+    """The pipeline you call to separate audio: a trained separator network, the query
+    encoder (conditioner) it was trained with, and chunked processing of long inputs.
+
+    Not the ``separator`` component: that is the network alone
+    (:class:`~bisep.separators.base.BaseSeparator`, named by the ``separator:`` config key
+    and plugin kind), which turns a magnitude and query embeddings into masks and knows
+    nothing of text, files or chunks. This class holds one as :attr:`separator`
+    (``docs/architecture.md#glossary``).
 
     Args:
         separator: the trained mask separator.

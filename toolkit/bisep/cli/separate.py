@@ -45,7 +45,7 @@ def add_parser(sub):
                    help="an example recording of what to extract (repeatable)")
     p.add_argument("--negative", metavar="TEXT",
                    help="what to keep out, applied to every query (e.g. 'speech')")
-    p.add_argument("--negative-weight", type=float, default=0.5,
+    p.add_argument("--negative-weight", type=_negative_weight, default=0.5,
                    help="how far to move away from --negative, in (0, 1] (default 0.5)")
     p.add_argument("--chunk-seconds", type=float, default=8.0,
                    help="process long files in chunks of this length (default 8; 0 = whole file)")
@@ -73,6 +73,20 @@ def add_parser(sub):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
+
+
+def _negative_weight(text: str) -> float:
+    """``--negative-weight``, refused by argparse unless in (0, 1] (``Query``'s range), so
+    the message names the option rather than the ``Query`` argument, before any work."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0.0 < value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
 
 
 def build_queries(args):

@@ -49,7 +49,15 @@ class Conditioning:
 
 
 class BaseSeparator(torch.nn.Module):
-    """Base class: STFT analysis, a mask per query, mixture-phase synthesis.
+    """Base class of the ``separator`` component: the network that turns a mixture's
+    magnitude and query embeddings into one mask per query, between STFT analysis and
+    mixture-phase synthesis.
+
+    This is what the ``separator:`` config key and plugin kind name (``cond_unet``,
+    ``film_masknet``); it takes embeddings, not text, and knows no files or chunks. The
+    object users call to separate files, :class:`bisep.Separator`
+    (:class:`bisep.inference.Separator`), wraps one with its query encoder and chunking
+    (``docs/architecture.md#glossary``).
 
     Args:
         sample_rate: the rate the model works at.

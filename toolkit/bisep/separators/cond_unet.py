@@ -25,7 +25,10 @@ faster. With ``num_cond_levels=0`` the whole U-Net is shared and only the head r
 query.
 
 Inference speed: where no gradient is wanted, the 3x3 convolutions (nearly all the
-multiply-adds) run NNPACK's Winograd algorithm (:func:`conv3x3`).
+multiply-adds) run NNPACK's Winograd algorithm (:mod:`bisep.separators.conv3x3`).
+
+This module holds the levels and the model; the SCA block is in
+:mod:`bisep.separators.attention`, the head in :mod:`bisep.separators.inner_product_head`.
 """
 from __future__ import annotations
 
@@ -35,7 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bisep.separators.attention import SCABlock
 from bisep.separators.base import BaseSeparator, Conditioning
+from bisep.separators.conv3x3 import Conv3x3, conv3x3
+from bisep.separators.inner_product_head import InnerProductHead
+from bisep.separators.presets import resolve_preset
 
 PRESETS = {
     # The paper's configuration (512 x 512 bins for 131,070 samples).
@@ -47,29 +54,6 @@ PRESETS = {
     "small": dict(n_fft=510, hop_length=256, ngf=16, num_downs=5, num_cond_levels=0,
                   num_heads=4, num_channels=32),
 }
-
-
-def resolve_preset(presets: dict[str, dict], preset: str | None, default: str,
-                   given: dict) -> dict:
-    """Preset values overridden by the explicitly given (non-``None``) keywords.
-
-    Args:
-        presets: preset name -> keyword values.
-        preset: the requested preset, ``None`` for ``default``.
-        default: the preset used when ``preset`` is ``None``.
-        given: the constructor's keywords, ``None`` where not given.
-
-    Returns:
-        Every keyword of the preset, resolved.
-
-    Raises:
-        ValueError: for an unknown preset name.
-    """
-    name = default if preset is None else preset
-    if name not in presets:
-        raise ValueError(f"unknown preset '{name}'; available: {', '.join(presets)}")
-    return {key: value if given.get(key) is None else given[key]
-            for key, value in presets[name].items()}
 
 
 def _check_tokens(query: Conditioning, token_dim: int) -> None:
@@ -86,59 +70,6 @@ def _check_tokens(query: Conditioning, token_dim: int) -> None:
         # A query made only of padding has nothing to attend to (softmax over no keys is NaN).
         if not mask.any(dim=-1).all():
             raise ValueError("a query has no real token (token_mask is all False)")
-
-
-# NNPACK's Winograd convolution beat oneDNN from 32 channels in and out on (measured 1.1x
-# at 32 channels, 1.5-2.5x at 64-1024 on this model's maps; 0.6-0.9x at 16).
-WINOGRAD_MIN_CHANNELS = 32
-
-
-def _winograd_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether :func:`conv3x3` uses NNPACK: fp32 CPU tensors, enough channels, no gradient
-    wanted, eager mode."""
-    return (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
-            and min(weight.shape[:2]) >= WINOGRAD_MIN_CHANNELS
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-            # Also initialises NNPACK, which its convolution needs first.
-            and torch._nnpack_available())
-
-
-def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
-            ) -> torch.Tensor:
-    """3x3 convolution, stride 1, zero padding 1.
-
-    Where nothing needs its gradient (inference) on CPU, it runs NNPACK's Winograd
-    algorithm, which does about half the multiplications of oneDNN's direct one and measured
-    1.5-2.5x faster on this model's larger layers; results differ in the last digits (a
-    relative 1e-5 on a layer), the usual difference between convolution algorithms.
-    NNPACK's batched mode was slower than oneDNN, so a batch runs one item at a time.
-    Training keeps ``F.conv2d``: its results do not depend on this function.
-
-    Shape:
-        ``(N, C_in, H, W)`` and weight ``(C_out, C_in, 3, 3)`` -> ``(N, C_out, H, W)``.
-    """
-    if not _winograd_applies(x, weight):
-        return F.conv2d(x, weight, bias, padding=1)
-    x, weight = x.contiguous(), weight.contiguous()
-    outs = [torch._nnpack_spatial_convolution(item, weight, bias, [1, 1])
-            for item in x.split(1)]
-    return outs[0] if len(outs) == 1 else torch.cat(outs)
-
-
-class Conv3x3(nn.Conv2d):
-    """``nn.Conv2d(in_ch, out_ch, 3, padding=1)`` computed by :func:`conv3x3` (same
-    parameters and state-dict keys).
-
-    Shape:
-        ``(N, in_ch, H, W)`` -> ``(N, out_ch, H, W)``.
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, bias: bool = True):
-        super().__init__(in_ch, out_ch, 3, padding=1, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv3x3(x, self.weight, self.bias)
 
 
 class ResBlock(nn.Module):
@@ -272,120 +203,6 @@ class UpLevel(nn.Module):
         if shared.partial is None:
             shared.partial = self.res.lead_partial(shared.up)
         return self.out(self.res.forward_split(shared.up, shared.partial, x))
-
-
-class Attention(nn.Module):
-    """Multi-head attention of ``x`` to ``context`` (itself for self-attention).
-
-    Args:
-        dim: channels of ``x`` (and of the output).
-        context_dim: channels of ``context``.
-        num_heads: attention heads; must divide ``dim``.
-
-    Shape:
-        - x: ``(N, S, dim)``; context: ``(N, L, context_dim)``.
-        - key_mask: ``(N, L)`` bool, ``True`` for keys to attend to.
-        - output: ``(N, S, dim)``.
-    """
-
-    def __init__(self, dim: int, context_dim: int, num_heads: int):
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"{dim} channels cannot be split into {num_heads} heads")
-        self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(context_dim, 2 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor,
-                key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        q = self.q(x).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-        k, v = self.kv(context).unflatten(-1, (2, self.num_heads, -1)).permute(2, 0, 3, 1, 4)
-        mask = None if key_mask is None else key_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.proj(out.transpose(1, 2).flatten(2))
-
-
-class TransformerBlock(nn.Module):
-    """Pre-LN attention block then MLP (ratio ``mlp_ratio``, GELU), both residual.
-
-    Self-attention when ``context_dim`` is ``None``, else cross-attention to a context
-    (used as given: the text states come out of a normalised encoder already).
-
-    Shape:
-        - x: ``(N, S, dim)``; context: ``(N, L, context_dim)``; key_mask: ``(N, L)``.
-        - output: ``(N, S, dim)``.
-    """
-
-    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None,
-                 mlp_ratio: float = 2.0):
-        super().__init__()
-        self.cross = context_dim is not None
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, context_dim if self.cross else dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.norm1(x)
-        x = x + self.attn(h, context if self.cross else h, key_mask)
-        return x + self.mlp(self.norm2(x))
-
-
-class SCABlock(nn.Module):
-    """Self-attention over the H·W positions, then cross-attention to the query tokens.
-
-    No positional encoding, as in the paper; unlike the paper's code, padded tokens are
-    masked out (docs/paper.md#p6-attention-padding).
-
-    Shape:
-        - x: ``(N, dim, H, W)``; tokens: ``(N, L, token_dim)``; token_mask: ``(N, L)``.
-        - output: ``(N, dim, H, W)``.
-    """
-
-    def __init__(self, dim: int, token_dim: int, num_heads: int, mlp_ratio: float = 2.0):
-        super().__init__()
-        self.self_block = TransformerBlock(dim, num_heads, mlp_ratio=mlp_ratio)
-        self.cross_block = TransformerBlock(dim, num_heads, token_dim, mlp_ratio)
-
-    def forward(self, x: torch.Tensor, tokens: torch.Tensor,
-                token_mask: torch.Tensor | None = None) -> torch.Tensor:
-        n, c, h, w = x.shape
-        seq = x.flatten(2).transpose(1, 2)
-        seq = self.cross_block(self.self_block(seq), tokens, token_mask)
-        return seq.transpose(1, 2).reshape(n, c, h, w)
-
-
-class InnerProductHead(nn.Module):
-    """``mask = sigmoid(Σ_c α_c q_c F_c + β)`` with ``q = sigmoid(W e)``.
-
-    Args:
-        query_dim: size of the query embedding ``e``.
-        num_channels: number of feature maps ``F_c``.
-
-    Shape:
-        - maps: ``(B, Q, C, F, T)``, or ``(B, 1, C, F, T)`` shared by the queries.
-        - embedding: ``(B, Q, query_dim)``.
-        - output: ``(B, Q, F, T)`` in ``[0, 1]``.
-    """
-
-    def __init__(self, query_dim: int, num_channels: int):
-        super().__init__()
-        self.proj = nn.Linear(query_dim, num_channels)
-        # The paper's init: q starts near 0.5 for every query and channel.
-        nn.init.normal_(self.proj.weight, std=1e-4)
-        self.scale = nn.Parameter(torch.ones(num_channels))
-        self.bias = nn.Parameter(torch.zeros(1))
-
-    def forward(self, maps: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        q = torch.sigmoid(self.proj(embedding)) * self.scale
-        if maps.shape[1] == 1:
-            logits = torch.einsum("bqc,bcft->bqft", q, maps[:, 0])
-        else:
-            logits = torch.einsum("bqc,bqcft->bqft", q, maps)
-        return torch.sigmoid(logits + self.bias)
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from bisep.separators.base import BaseSeparator, Conditioning
-from bisep.separators.cond_unet import resolve_preset
+from bisep.separators.presets import resolve_preset
 
 PRESETS = {
     "default": dict(n_fft=1022, hop_length=256, bn_chan=256, hid_chan=512, n_blocks=8,
