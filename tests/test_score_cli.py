@@ -167,12 +167,13 @@ def test_score_nj_reports_the_first_bad_item(tmp_path, capsys):
         err = score_error(capsys, "--ref-dir", tmp_path / "ref", "--est-dir",
                           tmp_path / "est", "--nj", nj)
         assert "item 'item02': files differ in length" in err
-    with pytest.raises(SystemExit) as exit_info:  # argparse refuses it
-        main(["score", "--ref-dir", str(tmp_path / "ref"), "--est-dir",
-              str(tmp_path / "est"), "--nj", "0"])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "--nj" in err and "at least 1" in err
+    for bad in ("0", "two"):
+        with pytest.raises(SystemExit) as exit_info:  # argparse refuses it
+            main(["score", "--ref-dir", str(tmp_path / "ref"), "--est-dir",
+                  str(tmp_path / "est"), "--nj", bad])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "--nj" in err and "at least 1" in err and bad in err
 
 
 def test_score_missing_estimate_is_a_user_error(dataset):

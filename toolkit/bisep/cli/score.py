@@ -79,7 +79,11 @@ def add_parser(sub):
 def _positive(text: str) -> int:
     import argparse
 
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of jobs, at least 1, "
+                                         f"got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
