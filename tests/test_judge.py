@@ -3,6 +3,8 @@ trains on, its evaluation (leakage curve, masked outputs, margin against the SDR
 separated outputs) and a tiny `bisep train-clap` run with it."""
 import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -153,6 +155,40 @@ def test_train_clap_energy_objective_writes_the_judge_figures(tmp_path):
     assert missing.returncode == 2 and "separator_models" in missing.stderr
     assert f"{tmp_path / 'none'} does not exist" in missing.stderr
     assert "Loading weights" not in missing.stderr  # refused before any work
+    # The recipe's probe of the judge's energy shares (the judged_level loss's targets).
+    stems = write_stem_manifest(tmp_path / "stems")
+    probe = subprocess.run([sys.executable, str(REPO / "egs/synth_music/bimodal/local/judge_shares.py"),
+                            "--list", stems, "--clap_checkpoint", out / "mini_clap.pth"],
+                           capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr
+    shares = json.loads(probe.stdout)
+    assert shares["clips"] == 3 and shares["parts"] == 6
+    # The tuba is 0, 6 and 12 dB under a square wave's level: never an equal share.
+    assert shares["equal_shares"]["median_db"] > 1 and shares["judge"]["p90_db"] >= 0
+    bad = subprocess.run([sys.executable, str(REPO / "egs/synth_music/bimodal/local/judge_shares.py"),
+                          "--list", stems, "--clap_checkpoint", tmp_path / "none.pth"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "--clap_checkpoint" in bad.stderr and "none.pth" in bad.stderr
+
+
+def write_stem_manifest(folder, rate=16000):
+    """Three 2-instrument clips with stems, the second instrument 0, 6 and 12 dB down."""
+    from bisep.audio import write
+    from bisep.data.manifest import write_manifest
+
+    t, items = np.arange(rate) / rate, []
+    for i in range(3):
+        parts = {"flute": np.sin(2 * np.pi * 880 * t), "tuba": 10 ** (-0.3 * i) * np.sign(
+            np.sin(2 * np.pi * 110 * t))}
+        stems = {}
+        for name, wav in parts.items():
+            stems[name] = f"wav/{i}/{name}.wav"
+            write(folder / stems[name], (0.1 * wav).astype(np.float32), rate)
+        write(folder / f"wav/{i}.wav", (0.1 * sum(parts.values())).astype(np.float32), rate)
+        items.append({"id": f"clip{i}", "audio": f"wav/{i}.wav", "labels": sorted(parts),
+                      "duration": 1.0, "stems": stems})
+    write_manifest(folder / "train.jsonl", items)
+    return folder / "train.jsonl"
 
 
 def write_separated(folder, ids, rate=16000):
@@ -243,9 +279,6 @@ def test_separator_outputs_carry_their_exact_leakage(tmp_path):
 def test_every_synth_music_config_resolves_and_the_screen_expands():
     # The levers of the screening are configs of the same trainer: each loads with its one
     # change, and conf/screen.yaml expands into runs (full_plan.py, as local/full.sh does).
-    import subprocess
-    import sys
-
     from bisep.config import load_config
 
     recipe = REPO / "egs" / "synth_music" / "bimodal"
@@ -265,6 +298,10 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
         assert change.items() <= no_crl[0]["conf"].items()
     assert weights["train_weak_contain"] == {"clap_contrastive": 0.5, "mix_separate": 5.0,
                                              "containment": 5.0}
+    assert weights["train_weak_level"] == {"clap_contrastive": 0.5, "mix_separate": 5.0,
+                                           "judged_level": 1.0}
+    assert weights["train_weak_contain_level"] == {**weights["train_weak_contain"],
+                                                   "judged_level": 1.0}
     assert weights["train_semi_snr_no_crl"] == {"clap_contrastive": 0.5, "mix_separate": 5.0,
                                                 "neg_sdr": 0.5}
     assert configs["train_weak_k2"]["data"]["num_phrases"] == 2
@@ -274,7 +311,7 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
     plan = subprocess.run([sys.executable, "local/full_plan.py", "--conf", "conf/screen.yaml"],
                           cwd=recipe, capture_output=True, text=True, check=True).stdout
     tags = [line.split("\t")[1] for line in plan.splitlines() if line.startswith("run\t")]
-    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 18
+    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 20
     assert any(line.startswith("clap\t") for line in plan.splitlines())
 
 

@@ -127,6 +127,43 @@ def test_containment_matches_loop_reference_and_punishes_only_the_excess():
         L.containment_loss(masks, mix, mixtures[:, :1])
 
 
+def test_judged_level_targets_the_judges_share_of_the_mixture_energy():
+    b, n, k, f, t, d = 2, 2, 3, 5, 4, 8
+    mix, mixtures = seeded(b, f, t, seed=20) + 0.5, seeded(b, n, f, t, seed=21)
+    audio, text = randn(b, n, d, seed=22), randn(b, n, k, d, seed=23)
+    valid = torch.tensor([[[True, True, False], [True, True, True]],
+                          [[True, False, False], [True, True, False]]])
+    scale = torch.tensor(10.0, dtype=torch.float64)
+    shares = L.judged_shares(audio, text, scale, valid)
+    assert torch.allclose(shares.sum(-1), torch.ones(b, n, dtype=torch.float64))
+    assert (shares[~valid] == 0).all() and (shares[0, 0, :2] > 0).all()
+    assert shares[1, 0, 0] == 1.0  # a mixture with one phrase: all of its energy
+    # Masks that give every valid phrase exactly its share of its mixture's energy cost 0 ...
+    energy = mixtures.square().sum(dim=(-2, -1))                      # (B, N)
+    unit = mixtures.unsqueeze(2) / mix[:, None, None]                  # output = |X_n|
+    exact = unit * (shares * 1).sqrt()[..., None, None]
+    assert (exact * mix[:, None, None]).square().sum(dim=(-2, -1)) == pytest.approx(
+        (shares * energy[..., None]).numpy(), rel=1e-9)
+    loss = L.judged_level_loss(exact.where(valid[..., None, None], unit), mix, mixtures,
+                               audio, text, scale, valid)
+    assert loss.item() == pytest.approx(0, abs=1e-6)
+    # ... and twice the energy costs log 2 per phrase (up to the energy floor), wherever it
+    # comes from.
+    louder = exact * 2 ** 0.5
+    got = L.judged_level_loss(louder.where(valid[..., None, None], unit), mix, mixtures, audio,
+                              text, scale, valid)
+    assert got.item() == pytest.approx(math.log(2), rel=1e-3)
+    masks = louder.clone().requires_grad_(True)
+    L.judged_level_loss(masks, mix, mixtures, audio, text, scale, valid).backward()
+    assert (masks.grad[~valid] == 0).all() and (masks.grad[valid] >= 0).all()
+    assert torch.isfinite(L.judged_level_loss(torch.zeros_like(masks), mix, mixtures, audio,
+                                              text, scale, valid))
+    with pytest.raises(ValueError, match="at least one valid phrase"):
+        L.judged_shares(audio, text, scale, torch.zeros_like(valid))
+    with pytest.raises(TypeError, match="phrase_valid"):
+        L.judged_shares(audio, text, scale, valid[:, :, :2])
+
+
 def test_contrastive_matches_loop_reference_with_duplicates_and_padding():
     text_bank = randn(3, 8, seed=10)
     labels = [0, 1, 0, 2, 1, 2]  # rows 0 and 2 share a prompt, as do 1/4 and 3/5
@@ -327,7 +364,7 @@ def test_every_loss_is_a_registered_plugin():
     registry = get_registry()
     for name, cls in [("clap_contrastive", L.BiModalContrastiveLoss),
                       ("consistency_reconstruction", L.ConsistencyReconstructionLoss),
-                      ("containment", L.ContainmentLoss),
+                      ("containment", L.ContainmentLoss), ("judged_level", L.JudgedLevelLoss),
                       ("mix_separate", L.MixSeparateLoss), ("supervised", L.SupervisedSeparationLoss),
                       ("neg_sdr", L.NegSDRLoss)]:
         assert registry.factory("loss", name) is cls

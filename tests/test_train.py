@@ -320,7 +320,8 @@ def test_a_loss_term_can_warm_up():
 
 
 @pytest.mark.parametrize("config", ["train_weak_no_crl_sym.yaml", "train_weak_no_crl_t01.yaml",
-                                    "train_weak_contain.yaml", "train_semi_snr_no_crl.yaml"])
+                                    "train_weak_contain.yaml", "train_weak_contain_level.yaml",
+                                    "train_semi_snr_no_crl.yaml"])
 def test_the_screens_new_recipe_configs_train(corpus, tmp_path, config):
     # The recipe's own files, shrunk by overrides only: what the screen runs is what trains.
     recipe_conf = Path(__file__).parents[1] / "egs" / "synth_music" / "bimodal" / "conf"

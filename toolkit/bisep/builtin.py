@@ -20,6 +20,7 @@ LOSSES = {
     "clap_contrastive": "bisep.losses.contrastive:BiModalContrastiveLoss",
     "consistency_reconstruction": "bisep.losses.reconstruction:ConsistencyReconstructionLoss",
     "containment": "bisep.losses.reconstruction:ContainmentLoss",
+    "judged_level": "bisep.losses.judged_level:JudgedLevelLoss",
     "mix_separate": "bisep.losses.reconstruction:MixSeparateLoss",
     "supervised": "bisep.losses.reconstruction:SupervisedSeparationLoss",
     "neg_sdr": "bisep.losses.sdr:NegSDRLoss",

@@ -31,6 +31,8 @@ PROVIDED: dict[str, str] = {
     "phrase_valid": "(B, N, K) True on the first copy of each phrase",
     "phrase_text_emb": "(B, N, K, D) conditioner embeddings of the phrases",
     "phrase_audio_emb": "(B, N, K, D) conditioner embeddings of the separated phrase audio",
+    "mixture_audio_emb": "(B, N, D) conditioner embeddings of the mixtures' own audio (no "
+                         "gradient)",
     "logit_scale": "() the conditioner's learned logit scale",
     "source_masks": "(B, S, F, T) masks predicted for the single-source prompts",
     "source_mags": "(B, S, F, T) magnitudes of the single-source targets",
@@ -202,6 +204,9 @@ class StepInputs:
                               self.conditioner.sample_rate)
             emb = self.conditioner.embed_audio(audio)
         return Conditioning(emb.reshape(b, m, -1).to(wavs.dtype))
+
+    def _mixture_audio_emb(self):
+        return self._audio_conditioning(self.batch["mixtures"]).embedding
 
     def _phrase_rows(self) -> PhraseRows:
         return phrase_rows(self.batch["phrases"],
