@@ -20,7 +20,9 @@ from bisep.data.manifest import DataError, read_manifest, write_manifest
 from bisep.data.mom import MoMDataset, collate_mom, pad_phrases
 from bisep.data.mom_plan import make_mom_plan, read_plan, write_plan
 from bisep.data.prompts import (HELDOUT_TEMPLATE, TEMPLATES, fill, mixture_prompt, phrase)
-from bisep.data.synth_music import INSTRUMENTS, SPLITS, Renderer, SynthMusic, make_melody
+from bisep.data.melody import INSTRUMENTS, make_melody
+from bisep.data.soundfont import Renderer, default_soundfont, is_audible
+from bisep.data.synth_music import SPLITS, SynthMusic
 from bisep.hashing import sha256_of
 from conftest import REPO, run_cli
 
@@ -110,13 +112,13 @@ def test_instruments_and_melodies():
 
 
 def test_render_is_deterministic_and_order_independent():
-    renderer = Renderer(synth_music.default_soundfont(), 16000)
+    renderer = Renderer(default_soundfont(), 16000)
     notes = make_melody(INSTRUMENTS["violin"], np.random.default_rng(0), 1.0, 100.0, 0, "major")
     first = renderer.render(40, notes, 16000)
     renderer.render(73, make_melody(INSTRUMENTS["flute"], np.random.default_rng(1), 1.0, 100.0,
                                     0, "major"), 16000)
     assert np.array_equal(first, renderer.render(40, notes, 16000))
-    assert synth_music.is_audible(first, 16000) and not synth_music.is_audible(first * 0, 16000)
+    assert is_audible(first, 16000) and not is_audible(first * 0, 16000)
     conf = SynthMusic(**TINY)
     a = conf.render_clip(renderer, 5, 3, ["cello", "flute"], equal_rms=True)
     b = conf.render_clip(renderer, 5, 3, ["cello", "flute"], equal_rms=True)
