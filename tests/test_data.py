@@ -24,7 +24,7 @@ from bisep.data.melody import INSTRUMENTS, make_melody
 from bisep.data.soundfont import Renderer, default_soundfont, is_audible
 from bisep.data.synth_music import SPLITS, SynthMusic
 from bisep.hashing import sha256_of
-from conftest import REPO, run_cli
+from conftest import REPO, assert_mentions, run_cli
 
 TINY = yaml.safe_load((REPO / "tests" / "recipe_tiny" / "data.yaml").read_text())
 
@@ -379,8 +379,9 @@ def test_plan_errors_name_file_line_and_fix(tiny, tmp_path):
     assert f"{path}:2:" in str(err.value) and "'nope'" in str(err.value)
     assert "bisep mix" in str(err.value)
     path.write_text('{"id": "m0", "parts": ["a"], "gains": [1, 2], "sup": false}\n')
-    with pytest.raises(DataError, match=r"plan.jsonl:1: 'gains' must be 1 positive"):
+    with pytest.raises(DataError) as err:
         read_plan(path)
+    assert_mentions(str(err.value), f"{path}:1:", "'gains'", "1 positive")
 
 
 # -- the training Dataset ----------------------------------------------------------------
@@ -557,8 +558,9 @@ def test_check_clips_names_a_bad_clip_before_training(tiny, plan, tmp_path, monk
     audio, rate = sf.read(paths[-1], dtype="float32")
     audio[10] = np.inf
     sf.write(paths[-1], audio, rate, subtype="FLOAT")
-    with pytest.raises(DataError, match=rf"{paths[-1]}: 1 samples are NaN or infinite"):
+    with pytest.raises(DataError) as err:
         MoMDataset(plan, data / "train.jsonl", load_sources=True).check_clips()
+    assert_mentions(str(err.value), f"{paths[-1]}:", "1 samples", "NaN or infinite")
     sf.write(paths[-1], np.zeros(audio.shape[0] - 5, "float32"), rate)
     # Without the cache only a sample is read whole; the headers still give the length.
     monkeypatch.setattr(MoMDataset, "CHECK_SAMPLE", 1)
