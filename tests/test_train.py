@@ -371,9 +371,10 @@ def test_a_non_finite_batch_or_loss_names_its_clips():
     trainer = SimpleNamespace(global_step=12, datamodule=SimpleNamespace(train_set=dataset))
     guard = FiniteGuard()
     batch = {"id": ["mom_7"], "mom": torch.tensor([[0.0, float("nan")]])}
-    with pytest.raises(NonFiniteError, match=r"step 12 has NaN or infinite 'mom'.*mom_7, "
-                                             r"made of /d/a.wav, /d/b.wav"):
+    with pytest.raises(NonFiniteError) as err:
         guard.on_train_batch_start(trainer, None, batch, 0)
+    assert_mentions(str(err.value), "step 12", "NaN or infinite", "'mom'", "mom_7", "/d/a.wav",
+                    "/d/b.wav")
     batch["mom"] = torch.zeros(1, 2)
     guard.on_train_batch_start(trainer, None, batch, 0)
     with pytest.raises(NonFiniteError, match=r"loss is nan at step 12.*/d/b.wav.*optim_conf.lr"):
