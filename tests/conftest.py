@@ -64,3 +64,12 @@ def run_cli(*args, env_extra=None, pythonpath=(), check=False, timeout=300):
     if check and out.returncode != 0:
         raise AssertionError(f"bisep {' '.join(map(str, args))} failed:\n{out.stdout}\n{out.stderr}")
     return out
+
+
+def assert_mentions(text: str, *tokens) -> None:
+    """Assert that a message names every token: the file, the option, the bad value, the fix.
+
+    Tests check these rather than a whole sentence, so rewording a message breaks no test
+    while a message that stops naming what the user must change does."""
+    missing = [str(token) for token in tokens if str(token) not in text]
+    assert not missing, f"{missing} not in: {text}"

@@ -5,6 +5,7 @@ import torch
 from bisep import checkpoint
 from bisep.checkpoint import CheckpointError
 from bisep.separators.base import Conditioning
+from conftest import assert_mentions
 
 
 @pytest.fixture
@@ -34,8 +35,9 @@ def test_keyword_overrides_and_mismatched_weights(tmp_path, gain_model):
     path = checkpoint.save(checkpoint.serialize(model), tmp_path / "m.pth")
     rebuilt = checkpoint.from_pretrained(path, registry=registry, sample_rate=16000)
     assert rebuilt.sample_rate == 16000
-    with pytest.raises(CheckpointError, match=r"m.pth: the weights do not fit separator 'example_gain'"):
+    with pytest.raises(CheckpointError) as err:
         checkpoint.from_pretrained(path, registry=registry, query_dim=5)
+    assert_mentions(str(err.value), f"{path}:", "weights", "do not fit", "'example_gain'")
 
 
 def test_unregistered_model_cannot_be_serialized_silently(gain_model):
@@ -43,8 +45,10 @@ def test_unregistered_model_cannot_be_serialized_silently(gain_model):
         def get_model_args(self):
             return {}
 
-    with pytest.raises(CheckpointError, match="is not registered as a separator plugin"):
+    with pytest.raises(CheckpointError) as err:
         checkpoint.serialize(Local())
+    assert_mentions(str(err.value), "Local", "not registered", "separator plugin",
+                    "bisep_register_separators", "model_name")
 
 
 def test_save_is_atomic(tmp_path, gain_model, monkeypatch):
@@ -68,17 +72,18 @@ def test_truncated_file_names_the_file(tmp_path, gain_model):
     _, model = gain_model
     path = checkpoint.save(checkpoint.serialize(model), tmp_path / "model.pth")
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(CheckpointError, match=rf"{path}: cannot be read as a torch checkpoint.*truncated"):
+    with pytest.raises(CheckpointError) as err:
         checkpoint.load(path)
+    assert_mentions(str(err.value), f"{path}:", "cannot be read", "torch checkpoint", "truncated")
 
 
 def test_foreign_and_unsafe_files_are_refused(tmp_path):
     foreign = tmp_path / "foreign.pth"
     torch.save({"weights": torch.zeros(2)}, foreign)
-    with pytest.raises(CheckpointError, match=r"foreign.pth: not a bisep model checkpoint "
-                                              r"\(expected keys model_name, model_args, state_dict; "
-                                              r"found \['weights'\]\)"):
+    with pytest.raises(CheckpointError) as err:
         checkpoint.load(foreign)
+    assert_mentions(str(err.value), f"{foreign}:", "not a bisep model checkpoint", "model_name",
+                    "model_args", "state_dict", "['weights']")
     lightning = tmp_path / "last.ckpt"
     torch.save({"state_dict": {}, "pytorch-lightning_version": "2.6"}, lightning)
     with pytest.raises(CheckpointError, match="Lightning training checkpoint"):
@@ -89,8 +94,9 @@ def test_foreign_and_unsafe_files_are_refused(tmp_path):
         checkpoint.load(unsafe)  # weights_only=True refuses arbitrary pickled objects
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    with pytest.raises(CheckpointError, match="notes.txt: cannot be read as a torch checkpoint"):
+    with pytest.raises(CheckpointError) as err:
         checkpoint.load(text)
+    assert_mentions(str(err.value), f"{text}:", "cannot be read", "torch checkpoint")
     with pytest.raises(CheckpointError, match="no such checkpoint file"):
         checkpoint.load(tmp_path / "missing.pth")
     with pytest.raises(CheckpointError, match="must hold model.pth or best_model.pth"):
@@ -104,9 +110,9 @@ def test_another_architectures_arguments_name_the_file(tmp_path, gain_model):
     package = checkpoint.serialize(film)
     package["model_name"] = "cond_unet"  # film_masknet's bn_chan, hid_chan, ... do not fit
     path = checkpoint.save(package, tmp_path / "model.pth")
-    with pytest.raises(CheckpointError, match=r"model.pth: its model_args do not build "
-                                              r"separator 'cond_unet' \(.*bn_chan"):
+    with pytest.raises(CheckpointError) as err:
         checkpoint.from_pretrained(path)
+    assert_mentions(str(err.value), f"{path}:", "model_args", "'cond_unet'", "bn_chan")
 
 
 def test_a_query_encoder_of_another_width_is_found_at_load(tmp_path, gain_model):
@@ -115,6 +121,6 @@ def test_a_query_encoder_of_another_width_is_found_at_load(tmp_path, gain_model)
     registry, model = gain_model  # query_dim 4; example_hash embeds in 8 dimensions
     config = {"separator": "example_gain", "conditioner": "example_hash", "conditioner_conf": {}}
     path = checkpoint.save(checkpoint.serialize(model, config=config), tmp_path / "m.pth")
-    with pytest.raises(CheckpointError, match=r"m.pth: the separator takes 4-d queries but "
-                                              r"its query encoder .* gives 8-d"):
+    with pytest.raises(CheckpointError) as err:
         Separator.from_pretrained(path, registry=registry)
+    assert_mentions(str(err.value), f"{path}:", "separator takes 4-d", "query encoder", "8-d")

@@ -6,7 +6,7 @@ import yaml
 
 from bisep import config
 from bisep.config import ConfigError
-from conftest import run_cli
+from conftest import assert_mentions, run_cli
 
 
 def write(tmp_path, text, name="conf.yaml"):
@@ -77,9 +77,9 @@ def test_unknown_top_level_key_names_key_line_and_valid_keys(tmp_path):
     with pytest.raises(ConfigError) as err:
         config.load_config(path)
     message = str(err.value)
-    assert message.startswith(f"{path}:3: unknown key 'separator_cnf' in the top level.")
-    assert "Did you mean 'separator_conf'?" in message
-    assert "Valid keys: conditioner, conditioner_conf, criterions" in message
+    assert message.startswith(f"{path}:3:"), message
+    assert_mentions(message, "unknown key 'separator_cnf'", "top level",
+                    "Did you mean 'separator_conf'?", "conditioner, conditioner_conf, criterions")
 
 
 def test_unknown_key_in_component_conf_lists_the_signature(tmp_path):
@@ -92,39 +92,40 @@ def test_unknown_key_in_component_conf_lists_the_signature(tmp_path):
     with pytest.raises(ConfigError) as err:
         config.load_config(path)
     message = str(err.value)
-    assert message.startswith(f"{path}:5: unknown key 'temprature' in criterions[0].conf "
-                              f"(for loss 'clap_contrastive').")
-    assert "Did you mean 'temperature'?" in message
-    assert "pool_mixtures, symmetric, temperature" in message
+    assert message.startswith(f"{path}:5:"), message
+    assert_mentions(message, "unknown key 'temprature'", "criterions[0].conf",
+                    "loss 'clap_contrastive'", "Did you mean 'temperature'?",
+                    "pool_mixtures, symmetric, temperature")
 
 
-@pytest.mark.parametrize("text,message", [
-    ("seed: abc\n", "conf.yaml:1: 'seed' must be an integer, got str 'abc'."),
-    ("seed: true\n", "'seed' must be an integer, got bool True."),
-    ("criterions: {name: x}\n", "'criterions' must be a list, got dict"),
+@pytest.mark.parametrize("text, tokens", [
+    ("seed: abc\n", ["conf.yaml:1:", "'seed'", "integer", "str 'abc'"]),
+    ("seed: true\n", ["'seed'", "integer", "bool True"]),
+    ("criterions: {name: x}\n", ["'criterions'", "list", "dict"]),
     ("criterions:\n  - {name: mix_separate, weight: heavy}\n",
-     "conf.yaml:2: 'criterions[0].weight' must be an integer or a number, got 'heavy'."),
+     ["conf.yaml:2:", "'criterions[0].weight'", "integer", "number", "'heavy'"]),
     ("criterions:\n  - {name: clap_contrastive, conf: {symmetric: 3}}\n",
-     "'criterions[0].conf.symmetric' must be true/false (the default is False), got 3."),
-    ("optim_conf: {lr: fast}\n", "'optim_conf.lr' must be a number (the default is 0.001), got 'fast'."),
+     ["'criterions[0].conf.symmetric'", "true/false", "default is False", "got 3"]),
+    ("optim_conf: {lr: fast}\n", ["'optim_conf.lr'", "number", "default is 0.001", "'fast'"]),
 ])
-def test_wrong_type_names_key_and_expected_type(tmp_path, text, message):
+def test_wrong_type_names_key_and_expected_type(tmp_path, text, tokens):
     with pytest.raises(ConfigError) as err:
         config.load_config(write(tmp_path, text))
-    assert message in str(err.value)
+    assert_mentions(str(err.value), *tokens)
 
 
 def test_unknown_component_name_in_config(tmp_path):
     path = write(tmp_path, "seed: 3\ncriterions:\n  - name: mix_seperate\n")
     with pytest.raises(ConfigError) as err:
         config.load_config(path)
-    assert str(err.value).startswith(f"{path}:3: unknown loss 'mix_seperate'. "
-                                     f"Did you mean 'mix_separate'?")
+    assert str(err.value).startswith(f"{path}:3:"), err.value
+    assert_mentions(str(err.value), "unknown loss 'mix_seperate'", "Did you mean 'mix_separate'?")
 
 
 def test_unknown_optimizer_suggests(tmp_path):
-    with pytest.raises(ConfigError, match="unknown optim 'adamm'. Did you mean 'adam'?"):
+    with pytest.raises(ConfigError) as err:
         config.load_config(write(tmp_path, "optim: adamm\n"))
+    assert_mentions(str(err.value), "optim 'adamm'", "Did you mean 'adam'?")
 
 
 def test_missing_and_non_mapping_files(tmp_path):
@@ -212,8 +213,9 @@ def test_alias_bombs_are_refused(tmp_path):
     lines += [f"a{i}: &a{i} [*a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, "
               f"*a{i-1}, *a{i-1}, *a{i-1}]" for i in range(1, 9)]  # 10**9 nodes
     path = write(tmp_path, "\n".join(lines) + "\n")
-    with pytest.raises(ConfigError, match=rf"{path}: the YAML expands to over 100000 nodes"):
+    with pytest.raises(ConfigError) as err:
         config.load_yaml(path)
+    assert_mentions(str(err.value), f"{path}:", "100000 nodes")
     with pytest.raises(ConfigError, match="over 100000 nodes"):
         config.parse_override("trainer=" + "{" + ", ".join(lines) + "}")
     # A few anchors, as configs use them, are fine.

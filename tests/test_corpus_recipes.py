@@ -19,7 +19,7 @@ from bisep.data.captions import parse_caption
 from bisep.data.manifest import DataError, item_caption, item_phrases, read_manifest
 from bisep.data.prompts import slugify
 from bisep.data.splits import hash_split
-from conftest import REPO
+from conftest import REPO, assert_mentions
 
 RATE, SAMPLES = 16000, 8000
 COMMON = {"sample_rate": RATE, "duration": 0.5, "min_duration": 0.3, "seed": 8}
@@ -319,10 +319,9 @@ def test_run_sh_passes_local_data_opts_checkpoint_and_train_args(tmp_path, fake_
         path.write_text("{}\n")
     out = run(recipe(name) / "run.sh", *base, "--stage", 3, cwd=tmp_path)
     assert out.returncode == 1 and len(calls()) == 2
-    assert f"stage 3 trains mini_clap on {data}/clap_pool.jsonl, which this data set does " \
-           f"not prepare" in out.stderr
-    assert "add --clap_checkpoint /path/to/music_audioset_epoch_15_esc_90.14.pt --stage 3" \
-        in out.stderr
+    assert_mentions(out.stderr, "stage 3", "mini_clap", f"{data}/clap_pool.jsonl",
+                    "does not prepare",
+                    "--clap_checkpoint /path/to/music_audioset_epoch_15_esc_90.14.pt --stage 3")
     ckpt = tmp_path / "clap.pt"
     ckpt.write_text("{}\n")
     out = run(recipe(name) / "run.sh", *base, "--stage", 3, "--stop_stage", 4,
@@ -348,7 +347,7 @@ def test_training_without_text_model_dir_says_how_to_give_it(tmp_path):
                           tmp_path / "exp", f"conditioner_conf.checkpoint={ckpt}"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
-    assert "no roberta-base config.json in text_model_dir=None" in out.stderr
+    assert_mentions(out.stderr, "roberta-base", "config.json", "text_model_dir=None")
     assert './run.sh --train_args "conditioner_conf.text_model_dir=/path/to/roberta-base"' \
         in out.stderr
 

@@ -20,9 +20,11 @@ from bisep.data.manifest import DataError, read_manifest, write_manifest
 from bisep.data.mom import MoMDataset, collate_mom, pad_phrases
 from bisep.data.mom_plan import make_mom_plan, read_plan, write_plan
 from bisep.data.prompts import (HELDOUT_TEMPLATE, TEMPLATES, fill, mixture_prompt, phrase)
-from bisep.data.synth_music import INSTRUMENTS, SPLITS, Renderer, SynthMusic, make_melody
+from bisep.data.melody import INSTRUMENTS, make_melody
+from bisep.data.soundfont import Renderer, default_soundfont, is_audible
+from bisep.data.synth_music import SPLITS, SynthMusic
 from bisep.hashing import sha256_of
-from conftest import REPO, run_cli
+from conftest import REPO, assert_mentions, run_cli
 
 TINY = yaml.safe_load((REPO / "tests" / "recipe_tiny" / "data.yaml").read_text())
 
@@ -110,13 +112,13 @@ def test_instruments_and_melodies():
 
 
 def test_render_is_deterministic_and_order_independent():
-    renderer = Renderer(synth_music.default_soundfont(), 16000)
+    renderer = Renderer(default_soundfont(), 16000)
     notes = make_melody(INSTRUMENTS["violin"], np.random.default_rng(0), 1.0, 100.0, 0, "major")
     first = renderer.render(40, notes, 16000)
     renderer.render(73, make_melody(INSTRUMENTS["flute"], np.random.default_rng(1), 1.0, 100.0,
                                     0, "major"), 16000)
     assert np.array_equal(first, renderer.render(40, notes, 16000))
-    assert synth_music.is_audible(first, 16000) and not synth_music.is_audible(first * 0, 16000)
+    assert is_audible(first, 16000) and not is_audible(first * 0, 16000)
     conf = SynthMusic(**TINY)
     a = conf.render_clip(renderer, 5, 3, ["cello", "flute"], equal_rms=True)
     b = conf.render_clip(renderer, 5, 3, ["cello", "flute"], equal_rms=True)
@@ -377,8 +379,9 @@ def test_plan_errors_name_file_line_and_fix(tiny, tmp_path):
     assert f"{path}:2:" in str(err.value) and "'nope'" in str(err.value)
     assert "bisep mix" in str(err.value)
     path.write_text('{"id": "m0", "parts": ["a"], "gains": [1, 2], "sup": false}\n')
-    with pytest.raises(DataError, match=r"plan.jsonl:1: 'gains' must be 1 positive"):
+    with pytest.raises(DataError) as err:
         read_plan(path)
+    assert_mentions(str(err.value), f"{path}:1:", "'gains'", "1 positive")
 
 
 # -- the training Dataset ----------------------------------------------------------------
@@ -555,8 +558,9 @@ def test_check_clips_names_a_bad_clip_before_training(tiny, plan, tmp_path, monk
     audio, rate = sf.read(paths[-1], dtype="float32")
     audio[10] = np.inf
     sf.write(paths[-1], audio, rate, subtype="FLOAT")
-    with pytest.raises(DataError, match=rf"{paths[-1]}: 1 samples are NaN or infinite"):
+    with pytest.raises(DataError) as err:
         MoMDataset(plan, data / "train.jsonl", load_sources=True).check_clips()
+    assert_mentions(str(err.value), f"{paths[-1]}:", "1 samples", "NaN or infinite")
     sf.write(paths[-1], np.zeros(audio.shape[0] - 5, "float32"), rate)
     # Without the cache only a sample is read whole; the headers still give the length.
     monkeypatch.setattr(MoMDataset, "CHECK_SAMPLE", 1)

@@ -8,6 +8,7 @@ import torchaudio.functional as taf
 
 from bisep.audio import resample_audio as resample
 from bisep.data.media import MediaError, check_usable, load_media, media_duration, rms_db
+from conftest import assert_mentions
 from corpus_fakes import signal, write_broken, write_mp4, write_wav
 
 
@@ -75,9 +76,9 @@ def test_missing_file(tmp_path):
 
 def test_check_usable_reports_short_and_silent_audio():
     check_usable(signal(0, 1.0, 8000)[0], 8000, "a.wav", min_duration=0.5)
-    with pytest.raises(MediaError, match=r"a.wav: 0.20 s of audio, the dataset needs at least "
-                                         r"0.5 s \(too_short\)"):
+    with pytest.raises(MediaError) as err:
         check_usable(signal(0, 0.2, 8000)[0], 8000, "a.wav", min_duration=0.5)
+    assert_mentions(str(err.value), "a.wav:", "0.20 s", "at least 0.5 s", "too_short")
     for quiet in (np.zeros(8000, np.float32), np.full(8000, 1e-4, np.float32)):
         with pytest.raises(MediaError) as info:
             check_usable(quiet, 8000, "a.wav", min_duration=0.5)

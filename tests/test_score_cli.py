@@ -13,6 +13,7 @@ import soundfile as sf
 from bisep.cli.main import main
 from bisep.metrics import score_item
 from bisep.metrics.files import ScoreInputError, items_from_dirs, items_from_list, load_item
+from conftest import assert_mentions
 
 BISEP = Path(sys.executable).parent / "bisep"
 RATE = 16000
@@ -166,7 +167,7 @@ def test_score_nj_reports_the_first_bad_item(tmp_path, capsys):
     for nj in (1, 2):
         err = score_error(capsys, "--ref-dir", tmp_path / "ref", "--est-dir",
                           tmp_path / "est", "--nj", nj)
-        assert "item 'item02': files differ in length" in err
+        assert_mentions(err, "item 'item02'", "length")
     for bad in ("0", "two"):
         with pytest.raises(SystemExit) as exit_info:  # argparse refuses it
             main(["score", "--ref-dir", str(tmp_path / "ref"), "--est-dir",
@@ -180,7 +181,8 @@ def test_score_missing_estimate_is_a_user_error(dataset):
     (dataset / "est" / "b" / "violin.wav").unlink()
     proc = run_score("--ref-dir", dataset / "ref", "--est-dir", dataset / "est")
     assert proc.returncode == 2
-    assert proc.stderr.startswith("bisep score: error: 1 reference has no estimate; missing: ")
+    assert proc.stderr.startswith("bisep score: error: "), proc.stderr
+    assert_mentions(proc.stderr, "1 reference", "no estimate")
     assert f"{dataset / 'est' / 'b' / 'violin.wav'}" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -204,15 +206,15 @@ def test_extra_estimate_and_missing_mixture(dataset, capsys):
 def test_wrong_layout_and_missing_folder(dataset, capsys):
     write(dataset / "ref" / "loose.wav", np.ones(100))
     err = score_error(capsys, "--ref-dir", dataset / "ref", "--est-dir", dataset / "est")
-    assert "holds audio files directly (e.g. loose.wav)" in err and "<item>/<source>.wav" in err
+    assert_mentions(err, "directly", "loose.wav", "<item>/<source>.wav")
     (dataset / "ref" / "loose.wav").unlink()
     sf.write(dataset / "ref" / "a" / "violin.flac", np.full(100, 0.5), RATE)
     err = score_error(capsys, "--ref-dir", dataset / "ref", "--est-dir", dataset / "est")
-    assert "violin.flac and violin.wav have the same name" in err
+    assert_mentions(err, "violin.flac", "violin.wav", "same name")
     (dataset / "ref" / "a" / "violin.flac").unlink()
     (dataset / "ref" / "empty").mkdir()
     err = score_error(capsys, "--ref-dir", dataset / "ref", "--est-dir", dataset / "est")
-    assert f"{dataset / 'ref' / 'empty'} holds no .wav/.flac files" in err
+    assert_mentions(err, dataset / "ref" / "empty", ".wav/.flac")
     err = score_error(capsys, "--ref-dir", dataset / "nope", "--est-dir", dataset / "est")
     assert "--ref-dir" in err and "no such folder" in err
     err = score_error(capsys, "--ref-dir", dataset / "ref")
@@ -225,7 +227,7 @@ def test_length_mismatch_errors_unless_trim(dataset, capsys):
     path = dataset / "est" / "a" / "violin.wav"
     write(path, sf.read(path)[0][:-100])
     err = score_error(capsys, "--ref-dir", dataset / "ref", "--est-dir", dataset / "est")
-    assert "item 'a': files differ in length" in err and "7900" in err and "--trim" in err
+    assert_mentions(err, "item 'a'", "length", "7900", "--trim")
     out = dataset / "out"
     assert main(["score", "--ref-dir", str(dataset / "ref"), "--est-dir",
                  str(dataset / "est"), "--trim", "--out-dir", str(out)]) == 0
@@ -238,8 +240,7 @@ def test_sample_rate_mismatch(dataset, capsys):
     path = dataset / "est" / "c" / "guitar.wav"
     write(path, sf.read(path)[0], rate=8000)
     err = score_error(capsys, "--ref-dir", dataset / "ref", "--est-dir", dataset / "est")
-    assert f"{path}: sample rate is 8000 Hz but" in err and "is 16000 Hz" in err
-    assert "sox guitar.wav -r 16000" in err
+    assert_mentions(err, f"{path}:", "sample rate", "8000 Hz", "16000 Hz", "sox guitar.wav -r 16000")
 
 
 def test_stereo_needs_mono(dataset, capsys):
@@ -256,7 +257,7 @@ def test_corrupt_file_names_the_file(dataset, capsys):
     path = dataset / "ref" / "b" / "guitar.wav"
     path.write_bytes(b"RIFF not really a wav file")
     err = score_error(capsys, "--ref-dir", dataset / "ref", "--est-dir", dataset / "est")
-    assert f"{path}: not a readable audio file" in err and "Re-export it" in err
+    assert_mentions(err, f"{path}:", "readable", "Re-export")
 
 
 def test_silent_items_are_skipped_and_counted(dataset, capsys):
@@ -310,31 +311,31 @@ def test_perfect_estimate_gives_inf_as_strict_json(dataset, capsys):
     assert read_csv(out / "per_item.csv")[0]["snr"] == "inf"
 
 
-@pytest.mark.parametrize("content, message", [
+@pytest.mark.parametrize("content, tokens", [
     ('{"id": "a", "sources": {"x": "r.wav"}, "estimates": {"x": "e.wav"}\n',
-     "items.jsonl:1: not valid JSON"),
+     ["items.jsonl:1:", "JSON"]),
     ('\n{"id": "a", "sources": {"x": "r.wav"}, "estimates": {"y": "e.wav"}}\n',
-     "items.jsonl:2: \"sources\" names ['x'] but \"estimates\" names ['y']"),
+     ["items.jsonl:2:", '"sources"', "['x']", '"estimates"', "['y']"]),
     ('{"id": "a", "sources": {"x": "r.wav"}, "estimate": {"x": "e.wav"}}\n',
-     "items.jsonl:1: unknown key(s) ['estimate']"),
+     ["items.jsonl:1:", "unknown key", "['estimate']"]),
     ('{"sources": {"x": "r.wav"}, "estimates": {"x": "e.wav"}}\n',
-     'items.jsonl:1: needs an "id"'),
+     ["items.jsonl:1:", '"id"']),
     ('{"id": "a", "sources": {"x": "r.wav"}, "estimates": {"x": "e.wav"}}\n'
      '{"id": "a", "sources": {"x": "r.wav"}, "estimates": {"x": "e.wav"}}\n',
-     "items.jsonl:2: id 'a' was already used on line 1"),
+     ["items.jsonl:2:", "id 'a'", "line 1"]),
     ('{"id": "a", "mixture": "m.wav", "sources": {"x": "r.wav"}, "estimates": {"x": "e.wav"}}\n'
      '{"id": "b", "sources": {"x": "r.wav"}, "estimates": {"x": "e.wav"}}\n',
-     "item 'a' has a mixture but item 'b' has none"),
+     ["item 'a'", "mixture", "item 'b'"]),
     ('{"id": "a", "sources": {"x": "r.wav"}, "estimates": {"x": "gone.wav"}}\n',
-     "1 listed file(s) do not exist"),
-    ("", "lists no items"),
+     ["1 listed file(s)", "do not exist", "gone.wav"]),
+    ("", ["no items"]),
 ])
-def test_bad_lists(tmp_path, capsys, content, message):
+def test_bad_lists(tmp_path, capsys, content, tokens):
     write(tmp_path / "r.wav", np.ones(1000))
     write(tmp_path / "e.wav", np.ones(1000))
     (tmp_path / "items.jsonl").write_text(content)
     err = score_error(capsys, "--list", tmp_path / "items.jsonl")
-    assert message in err
+    assert_mentions(err, *tokens)
 
 
 def test_reference_free_scores_a_separated_list_and_real_mixtures(tmp_path, use_plugins):

@@ -7,7 +7,7 @@ import torch
 
 from bisep import checkpoint
 from bisep.inference import Separator
-from conftest import run_cli
+from conftest import assert_mentions, run_cli
 
 
 def save_model(registry, path, identity=False, conditioner="example_hash"):
@@ -93,8 +93,9 @@ def test_separate_file_names_outputs(tmp_path, use_plugins):
 def test_checkpoint_with_unknown_conditioner(tmp_path, use_plugins):
     registry = use_plugins("example")
     path = save_model(registry, tmp_path / "m.pth", conditioner="example_hsah")
-    with pytest.raises(Exception, match="unknown conditioner 'example_hsah'. Did you mean 'example_hash'?"):
+    with pytest.raises(Exception) as err:
         Separator.from_pretrained(path, registry=registry)
+    assert_mentions(str(err.value), "conditioner 'example_hsah'", "Did you mean 'example_hash'?")
 
 
 def test_cli_folder_mode_reports_bad_files_and_runs_the_rest(tmp_path, use_plugins, plugin_sites):
@@ -135,7 +136,8 @@ def test_cli_audio_query_and_errors(tmp_path, use_plugins, plugin_sites):
                   pythonpath=site)
     assert out.returncode == 2 and "query text '' is empty" in out.stderr
     out = run_cli("separate", model, tmp_path / "mix.wav", "-o", tmp_path / "o", pythonpath=site)
-    assert out.returncode == 2 and "no query given: add --query TEXT" in out.stderr
+    assert out.returncode == 2
+    assert_mentions(out.stderr, "no query", "--query TEXT")
     foreign = tmp_path / "foreign.pth"
     torch.save({"weights": torch.zeros(1)}, foreign)
     out = run_cli("separate", foreign, tmp_path / "mix.wav", "-o", tmp_path / "o", "--query", "x",
@@ -262,7 +264,8 @@ def test_cli_list_mode_errors(tmp_path, use_plugins):
     manifest = write_manifest_set(tmp_path / "data")
     rc, _, err = separate_list(tmp_path / "model.pth", "--list", manifest, "-o", tmp_path / "o",
                                "--query", "violin")
-    assert rc == 2 and "--list takes its inputs and queries from the manifest" in err
+    assert rc == 2
+    assert_mentions(err, "--list", "manifest", "drop", "--query")
     rc, _, err = separate_list(tmp_path / "model.pth", "-o", tmp_path / "o", "--query", "violin")
     assert rc == 2 and "no input given" in err
     manifest.write_text(manifest.read_text() + "{not json\n")
@@ -329,7 +332,7 @@ def test_cli_list_mode_lists_items_without_stems_and_score_counts_them(tmp_path,
     assert len((tmp_path / "o2" / "items.jsonl").read_text().splitlines()) == 3
     rc, out, err = run_main("score", "--list", tmp_path / "o2" / "items.jsonl")
     assert rc == 2
-    assert "none of the 3 item(s) has references" in err and "--reference-free" in err
+    assert_mentions(err, "3 item(s)", "references", "--reference-free")
 
 
 def run_main(*args):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import BIN, run_cli
+from conftest import BIN, assert_mentions, run_cli
 
 TINY = Path(__file__).parent / "recipe_tiny"
 
@@ -315,8 +315,9 @@ def test_a_loss_term_can_warm_up():
     with pytest.raises(ConfigError, match=r"criterions\[1\].start_step.*>= 0"):
         load_config(TINY / "train_weak.yaml", ["criterions=[{name: mix_separate}, "
                                                "{name: mix_separate, start_step: -1}]"])
-    with pytest.raises(ConfigError, match="data.query_source must be one of text, audio"):
+    with pytest.raises(ConfigError) as err:
         load_config(TINY / "train_weak.yaml", ["data.query_source=image"])
+    assert_mentions(str(err.value), "data.query_source", "text, audio", "'image'")
 
 
 @pytest.mark.parametrize("config", ["train_weak_no_crl_sym.yaml", "train_weak_no_crl_t01.yaml",
@@ -371,9 +372,10 @@ def test_a_non_finite_batch_or_loss_names_its_clips():
     trainer = SimpleNamespace(global_step=12, datamodule=SimpleNamespace(train_set=dataset))
     guard = FiniteGuard()
     batch = {"id": ["mom_7"], "mom": torch.tensor([[0.0, float("nan")]])}
-    with pytest.raises(NonFiniteError, match=r"step 12 has NaN or infinite 'mom'.*mom_7, "
-                                             r"made of /d/a.wav, /d/b.wav"):
+    with pytest.raises(NonFiniteError) as err:
         guard.on_train_batch_start(trainer, None, batch, 0)
+    assert_mentions(str(err.value), "step 12", "NaN or infinite", "'mom'", "mom_7", "/d/a.wav",
+                    "/d/b.wav")
     batch["mom"] = torch.zeros(1, 2)
     guard.on_train_batch_start(trainer, None, batch, 0)
     with pytest.raises(NonFiniteError, match=r"loss is nan at step 12.*/d/b.wav.*optim_conf.lr"):

@@ -1,9 +1,10 @@
 """``synth_music``: a MUSIC-like dataset rendered offline from procedural melodies.
 
-Ten of MUSIC's instruments (:data:`INSTRUMENTS`) play seeded melodies (a shared key,
-scale and tempo per clip; each instrument in its own register with its own rhythms,
-articulation and dynamics) rendered note by note with ``tinysoundfont`` from a General
-MIDI soundfont (pretty_midi's bundled ``TimGM6mb.sf2`` by default). Every stem is
+Ten of MUSIC's instruments (:data:`bisep.data.melody.INSTRUMENTS`) play seeded melodies
+(a shared key, scale and tempo per clip; each instrument in its own register with its own
+rhythms, articulation and dynamics; :mod:`bisep.data.melody`) rendered note by note with
+``tinysoundfont`` from a General MIDI soundfont (pretty_midi's bundled ``TimGM6mb.sf2`` by
+default; :mod:`bisep.data.soundfont`). Every stem is
 rendered on its own, normalised in RMS and stored as 16-bit PCM; a clip's ``audio`` is
 the integer sum of its stems, so it equals the sum of the stem files exactly.
 
@@ -31,177 +32,25 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bisep.atomic import write_text_atomic
 from bisep.data.manifest import DataError, read_manifest, write_manifest
+from bisep.data.melody import INSTRUMENTS, SCALES, make_melody
 from bisep.data.pcm import write_pcm16
+from bisep.data.soundfont import Renderer, default_soundfont, is_audible
 from bisep.hashing import sha256_of
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Instrument:
-    """How melodies of one instrument are drawn.
-
-    Attributes:
-        programs: General MIDI programs (0-based); one is drawn per stem.
-        low, high: MIDI pitch range of its melodies (inside the real instrument's).
-        beats: note lengths in beats, drawn uniformly (repeat a value to weight it).
-        legato: range of the sounding fraction of each note (articulation).
-    """
-
-    programs: tuple[int, ...]
-    low: int
-    high: int
-    beats: tuple[float, ...]
-    legato: tuple[float, float]
-
-
-INSTRUMENTS: dict[str, Instrument] = {
-    "accordion": Instrument((21,), 53, 81, (0.5, 1, 1, 2), (0.85, 0.98)),
-    "acoustic_guitar": Instrument((24, 25), 40, 76, (0.25, 0.5, 0.5, 1), (0.6, 0.95)),
-    "cello": Instrument((42,), 36, 69, (0.5, 1, 1, 2), (0.8, 0.98)),
-    "clarinet": Instrument((71,), 52, 84, (0.5, 0.5, 1, 1.5), (0.75, 0.95)),
-    "flute": Instrument((73,), 60, 93, (0.25, 0.5, 0.5, 1), (0.7, 0.95)),
-    "saxophone": Instrument((65, 66), 49, 77, (0.5, 0.5, 1, 1.5), (0.75, 0.95)),
-    "trumpet": Instrument((56,), 54, 82, (0.25, 0.5, 1, 1), (0.6, 0.9)),
-    "tuba": Instrument((58,), 29, 58, (1, 1, 2), (0.7, 0.95)),
-    "violin": Instrument((40,), 55, 93, (0.25, 0.5, 0.5, 1, 2), (0.8, 0.98)),
-    "xylophone": Instrument((13,), 65, 96, (0.25, 0.25, 0.5), (0.3, 0.6)),
-}
-"""MUSIC's instruments (erhu has no General MIDI program) with their melody settings."""
-
 SPLITS = ("clap_pool", "clap_heldout", "train", "valid", "test")
-SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10),
-          "dorian": (0, 2, 3, 5, 7, 9, 10), "pentatonic": (0, 2, 4, 7, 9)}
-# Melody steps in scale degrees: mostly stepwise motion, some leaps.
-STEPS = np.array([-4, -2, -1, -1, 0, 1, 1, 2, 4])
-# Bump when the melody or rendering code changes, so old outputs are re-rendered.
+# Bump when the melody (bisep.data.melody) or rendering (bisep.data.soundfont) code
+# changes, so old outputs are re-rendered.
 GENERATOR_VERSION = 2
 MAX_ATTEMPTS = 20
 PCM_SCALE = 32768  # soundfile reads PCM_16 as int / 32768
-
-
-def default_soundfont() -> Path:
-    """pretty_midi's bundled General MIDI soundfont (TimGM6mb, 6 MB)."""
-    try:
-        import pretty_midi
-    except ImportError:
-        raise DataError("synth_music needs pretty_midi for its default soundfont: "
-                        "`pip install pretty_midi`, or give soundfont=PATH.sf2.") from None
-    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
-
-
-def make_melody(instrument: Instrument, rng: np.random.Generator, duration: float,
-                tempo: float, tonic: int, scale: str) -> list[tuple[float, float, int, int]]:
-    """A random melody filling ``duration`` seconds.
-
-    The pitches walk on ``scale`` from ``tonic`` inside a window of about an octave and a
-    half drawn within the instrument's range (so clips use different registers).
-
-    Returns:
-        ``[(start_s, end_s, pitch, velocity), ...]`` sorted by start.
-    """
-    degrees = SCALES[scale]
-    allowed = [p for p in range(instrument.low, instrument.high + 1)
-               if (p - tonic) % 12 in degrees]
-    width = min(len(allowed), int(1.5 * len(degrees)) + 1)
-    first = int(rng.integers(0, len(allowed) - width + 1))
-    window = allowed[first:first + width]
-    beat = 60.0 / tempo
-    position = int(rng.integers(width))
-    base_velocity = rng.uniform(60, 110)
-    legato = rng.uniform(*instrument.legato)
-    t = rng.uniform(0.0, 0.5) * beat  # a short pickup, so onsets differ between stems
-    notes = []
-    while t < duration:
-        length = float(rng.choice(instrument.beats)) * beat
-        if notes and rng.random() < 0.12:  # a rest
-            t += length
-            continue
-        position += int(rng.choice(STEPS))
-        # Reflect at the window's edges rather than clip: clipping piles notes on the edges.
-        period = 2 * (width - 1) if width > 1 else 1
-        position %= period
-        if position >= width:
-            position = period - position
-        velocity = int(np.clip(base_velocity + rng.normal(0, 8), 30, 127))
-        notes.append((t, t + length * legato, window[position], velocity))
-        t += length
-    return notes
-
-
-class Renderer:
-    """Render single-instrument note lists with tinysoundfont, mono, at ``sample_rate``.
-
-    Each render uses a fresh clone of the loaded soundfont (cheap: the sample data is
-    shared), so no state carries over from one stem to the next and renders are
-    reproducible in any order.
-    """
-
-    def __init__(self, soundfont: str | Path, sample_rate: int):
-        try:
-            from tinysoundfont import _tinysoundfont
-        except ImportError:
-            raise DataError("synth_music renders with tinysoundfont: "
-                            "`pip install --no-deps tinysoundfont` (see docs/install.md)."
-                            ) from None
-        self._tsf = _tinysoundfont
-        self.soundfont, self.sample_rate = Path(soundfont), sample_rate
-        try:
-            self._base = _tinysoundfont.SoundFont(str(soundfont))
-        except Exception as exc:  # the binding raises plain RuntimeError/ValueError
-            raise DataError(f"{soundfont}: cannot be loaded as a soundfont ({exc}). Give a "
-                            f"General MIDI .sf2 file.") from None
-        missing = [f"{name} (program {program})" for name, inst in INSTRUMENTS.items()
-                   for program in inst.programs if self._base.get_preset_index(0, program) < 0]
-        if missing:
-            raise DataError(f"{soundfont}: has no preset for {', '.join(missing)} in bank 0. "
-                            f"Use a General MIDI soundfont.")
-
-    def render(self, program: int, notes: list[tuple[float, float, int, int]],
-               num_samples: int) -> np.ndarray:
-        """Render ``notes`` (see :func:`make_melody`) as ``(num_samples,)`` float32."""
-        synth = self._tsf.SoundFont(self._base)
-        synth.set_output(self._tsf.OutputMode.Mono, self.sample_rate, 0.0)
-        synth.channel_set_bank(0, 0)
-        synth.channel_set_preset_number(0, program, False)
-        events = sorted([(round(start * self.sample_rate), 1, pitch, velocity)
-                         for start, _, pitch, velocity in notes]
-                        + [(round(end * self.sample_rate), 0, pitch, 0)
-                           for _, end, pitch, _ in notes])
-        out = np.zeros(num_samples, np.float32)
-        done = 0
-        for sample, is_on, pitch, velocity in events:
-            sample = min(sample, num_samples)
-            if sample > done:
-                synth.render(memoryview(out[done:sample]).cast("B"), False)
-                done = sample
-            if is_on:
-                synth.channel_note_on(0, pitch, velocity / 127.0)
-            else:
-                synth.channel_note_off(0, pitch)
-        if done < num_samples:
-            synth.render(memoryview(out[done:]).cast("B"), False)
-        return out
-
-
-def is_audible(audio: np.ndarray, sample_rate: int, min_active: float = 0.5) -> bool:
-    """Whether a raw render is usable: not silent, and sounding in at least
-    ``min_active`` of its 50 ms frames (a frame sounds when its RMS is above 1/30 of
-    the clip's, about -30 dB)."""
-    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
-    if rms < 1e-5:
-        return False
-    hop = sample_rate // 20
-    frames = audio[:len(audio) // hop * hop].reshape(-1, hop)
-    frame_rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
-    return float(np.mean(frame_rms > rms / 30)) >= min_active
 
 
 class SynthMusic:
