@@ -350,7 +350,7 @@ def test_job_backends(tmp_path):
               "echo end >> {d}/events; [ JOB != 3 ]").format(d=tmp_path)
     out = subprocess.run([run_jobs, "--max_jobs_run", "2", "JOB=1:4", tmp_path / "log/j.JOB.log",
                           "sh", "-c", script], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1 and f"1 of 4 jobs failed" in out.stderr
+    assert out.returncode == 1 and "1 of 4 jobs failed" in out.stderr
     assert f"{tmp_path}/log/j.3.log" in out.stderr and "j.1.log" not in out.stderr
     assert [(tmp_path / f"out.{n}").read_text() for n in range(1, 5)] == [f"{n}\n" for n in range(1, 5)]
     running = peak = 0

@@ -100,7 +100,7 @@ def test_checkpoint_with_unknown_conditioner(tmp_path, use_plugins):
 
 def test_cli_folder_mode_reports_bad_files_and_runs_the_rest(tmp_path, use_plugins, plugin_sites):
     registry = use_plugins("example")
-    model = save_model(registry, tmp_path / "exp" / "model.pth")
+    save_model(registry, tmp_path / "exp" / "model.pth")
     data = tmp_path / "in"
     data.mkdir()
     sf.write(data / "a.wav", tone(0.6, 8000)[0], 8000)
