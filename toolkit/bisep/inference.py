@@ -39,8 +39,7 @@ from bisep.conditioners.query import Query as QuerySpec
 from bisep.conditioners.query import embed_queries
 from bisep.dsp.chunks import ChunkPlan
 from bisep.errors import UserError
-from bisep.naming import DEFAULT_TEMPLATE, NamingError, check_template, query_label, render
-from bisep.naming import unique_labels
+from bisep.naming import DEFAULT_TEMPLATE, plan_paths, query_label, unique_labels
 from bisep.separators.base import BaseSeparator, Conditioning
 from bisep.separators.file_norm import FileGroupNorm
 
@@ -374,53 +373,6 @@ def label_of(query: str | QuerySpec) -> str:
     if isinstance(query, QuerySpec):
         return query_label(query.text, None if query.text else "query", query.negative)
     return query_label(query)
-
-
-def plan_paths(in_path: Path, labels: list[str], out_dir: Path, template: str,
-               residual: bool, overwrite: bool) -> list[list[Path]]:
-    """Each query's output paths, ``[target]`` or ``[target, residual]``, checked before any
-    work: distinct, not the input, and new unless ``overwrite``.
-
-    Raises:
-        bisep.naming.NamingError: naming the template, the paths and the fix.
-    """
-    check_template(template)
-    kinds = ("target", "residual") if residual else ("target",)
-    plan = [[out_dir / render(template, in_path.stem, label, kind) for kind in kinds]
-            for label in labels]
-    check_outputs([path for outputs in plan for path in outputs], template,
-                  inputs=[in_path], overwrite=overwrite)
-    return plan
-
-
-def check_outputs(paths: list[Path], template: str, inputs: Sequence[Path] = (),
-                  overwrite: bool = False) -> None:
-    """Refuse a plan in which two outputs share a path, an output is an input, or an output
-    exists (unless ``overwrite``).
-
-    Raises:
-        bisep.naming.NamingError: naming the paths and the fix.
-    """
-    read = {Path(p).resolve(): p for p in inputs}
-    seen: dict[Path, Path] = {}
-    for path in paths:
-        key = path.resolve()
-        if key in read:
-            raise NamingError(f"the output {path} would overwrite the input {read[key]} "
-                              f"before it is read. Choose another output folder.")
-        if key in seen:
-            raise NamingError(f"two outputs would be written to {path} (--filename "
-                              f"{template!r}): put {{stem}} in the template for --residual, "
-                              f"{{track}} for several inputs and {{query}} or {{stem}} for "
-                              f"several queries.")
-        seen[key] = path
-    if not overwrite:
-        existing = [p for p in paths if p.exists()]
-        if existing:
-            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-            raise NamingError(f"the output {existing[0]}{more} exists; pass --overwrite "
-                              f"(overwrite=True) to replace it, or choose another output "
-                              f"folder or --filename.")
 
 
 def _as_list(queries) -> list:

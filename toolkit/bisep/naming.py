@@ -10,7 +10,9 @@ by a numeric suffix (``violin``, ``violin-2``).
 An output's path is a template in Demucs' spirit, relative to the output folder, with the
 fields of :data:`FIELDS`; the default, ``{track}_{stem}.{ext}``, writes ``song_violin.wav``
 for the target and ``song_no-violin.wav`` for the residual. A template may hold folders
-(``{track}/{stem}.{ext}``) but no absolute path and no ``..``.
+(``{track}/{stem}.{ext}``) but no absolute path and no ``..``. :func:`plan_paths` and
+:func:`check_outputs` check a whole plan of outputs before any work: distinct paths, no
+input among them, none that exists unless overwriting.
 
 This module imports the standard library only.
 """
@@ -19,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import re
 import string
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+from typing import Sequence
 
 from bisep.errors import UserError
 
@@ -153,3 +156,50 @@ def render(template: str, track: str, query: str, kind: str = "target",
         raise NamingError(f"--filename {template!r} gives the unusable path {name!r} for "
                           f"{track!r}; put {{track}} or {{stem}} in each part")
     return name
+
+
+def plan_paths(in_path: Path, labels: list[str], out_dir: Path, template: str,
+               residual: bool, overwrite: bool) -> list[list[Path]]:
+    """Each query's output paths, ``[target]`` or ``[target, residual]``, checked before any
+    work: distinct, not the input, and new unless ``overwrite``.
+
+    Raises:
+        bisep.naming.NamingError: naming the template, the paths and the fix.
+    """
+    check_template(template)
+    kinds = ("target", "residual") if residual else ("target",)
+    plan = [[out_dir / render(template, in_path.stem, label, kind) for kind in kinds]
+            for label in labels]
+    check_outputs([path for outputs in plan for path in outputs], template,
+                  inputs=[in_path], overwrite=overwrite)
+    return plan
+
+
+def check_outputs(paths: list[Path], template: str, inputs: Sequence[Path] = (),
+                  overwrite: bool = False) -> None:
+    """Refuse a plan in which two outputs share a path, an output is an input, or an output
+    exists (unless ``overwrite``).
+
+    Raises:
+        bisep.naming.NamingError: naming the paths and the fix.
+    """
+    read = {Path(p).resolve(): p for p in inputs}
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        key = path.resolve()
+        if key in read:
+            raise NamingError(f"the output {path} would overwrite the input {read[key]} "
+                              f"before it is read. Choose another output folder.")
+        if key in seen:
+            raise NamingError(f"two outputs would be written to {path} (--filename "
+                              f"{template!r}): put {{stem}} in the template for --residual, "
+                              f"{{track}} for several inputs and {{query}} or {{stem}} for "
+                              f"several queries.")
+        seen[key] = path
+    if not overwrite:
+        existing = [p for p in paths if p.exists()]
+        if existing:
+            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+            raise NamingError(f"the output {existing[0]}{more} exists; pass --overwrite "
+                              f"(overwrite=True) to replace it, or choose another output "
+                              f"folder or --filename.")

@@ -32,8 +32,9 @@ from bisep import audio
 from bisep.apps.separate_manifest import failure_reason, output_bytes
 from bisep.conditioners.query import Query, embed_queries
 from bisep.errors import UserError
-from bisep.inference import check_outputs, label_of
-from bisep.naming import DEFAULT_TEMPLATE, NamingError, check_template, render, unique_labels
+from bisep.inference import label_of
+from bisep.naming import (DEFAULT_TEMPLATE, NamingError, check_outputs, check_template, render,
+                          unique_labels)
 from bisep.outdir import prepare
 
 log = logging.getLogger(__name__)
