@@ -27,6 +27,20 @@ def same_shape(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
                         f"and {tuple(b.shape)}")
 
 
+def phrase_shapes(phrase_masks: torch.Tensor, mom_mag: torch.Tensor,
+                  mixture_mags: torch.Tensor) -> tuple[int, int, int, int, int]:
+    """Check the inputs every phrase-level term reads; return ``(B, N, K, F, T)``."""
+    check(phrase_masks, "phrase_masks", 5, "(B, N, K, F, T)")
+    check(mom_mag, "mom_mag", 3, "(B, F, T)")
+    check(mixture_mags, "mixture_mags", 4, "(B, N, F, T)")
+    b, n, k, f, t = phrase_masks.shape
+    if mixture_mags.shape != (b, n, f, t) or mom_mag.shape != (b, f, t):
+        raise TypeError(f"with phrase_masks {tuple(phrase_masks.shape)}, mixture_mags must be "
+                        f"{(b, n, f, t)} and mom_mag {(b, f, t)}; got "
+                        f"{tuple(mixture_mags.shape)} and {tuple(mom_mag.shape)}")
+    return b, n, k, f, t
+
+
 def promote(*tensors: torch.Tensor) -> list[torch.Tensor]:
     """fp16/bf16 -> fp32 (see _LOW_PRECISION); other dtypes unchanged."""
     return [t.float() if t.dtype in _LOW_PRECISION else t for t in tensors]

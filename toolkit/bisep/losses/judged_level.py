@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from bisep.losses._checks import check, promote, reduce
+from bisep.losses._checks import check, phrase_shapes, promote, reduce
 
 # Energies below this fraction of the mixture's count as this fraction: log(0) would give
 # a silent output an infinite loss and no useful gradient.
@@ -79,14 +79,7 @@ def judged_level_loss(phrase_masks: torch.Tensor, mom_mag: torch.Tensor,
           phrase_valid: ``(B, N, K)`` bool.
         - output: scalar, or ``(B,)`` with ``reduction="none"``.
     """
-    check(phrase_masks, "phrase_masks", 5, "(B, N, K, F, T)")
-    check(mom_mag, "mom_mag", 3, "(B, F, T)")
-    check(mixture_mags, "mixture_mags", 4, "(B, N, F, T)")
-    b, n, k, f, t = phrase_masks.shape
-    if mixture_mags.shape != (b, n, f, t) or mom_mag.shape != (b, f, t):
-        raise TypeError(f"with phrase_masks {tuple(phrase_masks.shape)}, mixture_mags must be "
-                        f"{(b, n, f, t)} and mom_mag {(b, f, t)}; got "
-                        f"{tuple(mixture_mags.shape)} and {tuple(mom_mag.shape)}")
+    phrase_shapes(phrase_masks, mom_mag, mixture_mags)
     shares = judged_shares(mixture_audio_emb, phrase_text_emb, logit_scale, phrase_valid)
     phrase_masks, mom_mag, mixture_mags, shares = promote(phrase_masks, mom_mag, mixture_mags,
                                                           shares)

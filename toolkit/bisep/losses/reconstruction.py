@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from bisep.losses._checks import check, promote, reduce, same_shape
+from bisep.losses._checks import check, phrase_shapes, promote, reduce, same_shape
 
 WEIGHT_MIN, WEIGHT_MAX = 1e-3, 10.0
 
@@ -113,14 +113,7 @@ def supervised_separation_loss(source_masks: torch.Tensor, mom_mag: torch.Tensor
 
 def _phrase_inputs(phrase_masks, mom_mag, mixture_mags, phrase_weights):
     """Checks the inputs of the phrase-level terms; fills default weights; promotes."""
-    check(phrase_masks, "phrase_masks", 5, "(B, N, K, F, T)")
-    check(mom_mag, "mom_mag", 3, "(B, F, T)")
-    check(mixture_mags, "mixture_mags", 4, "(B, N, F, T)")
-    b, n, k, f, t = phrase_masks.shape
-    if mixture_mags.shape != (b, n, f, t) or mom_mag.shape != (b, f, t):
-        raise TypeError(f"with phrase_masks {tuple(phrase_masks.shape)}, mixture_mags must be "
-                        f"{(b, n, f, t)} and mom_mag {(b, f, t)}; got "
-                        f"{tuple(mixture_mags.shape)} and {tuple(mom_mag.shape)}")
+    b, n, k, _, _ = phrase_shapes(phrase_masks, mom_mag, mixture_mags)
     if phrase_weights is None:
         phrase_weights = phrase_masks.new_ones(b, n, k)
     check(phrase_weights, "phrase_weights", 3, f"({b}, {n}, {k})")
