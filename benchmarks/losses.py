@@ -36,6 +36,33 @@ def naive_consistency(masks, mix, mixtures):
     return total / masks.shape[0]
 
 
+def naive_containment(masks, mix, mixtures):
+    total = 0.0
+    for b in range(masks.shape[0]):
+        w = torch.log1p(mix[b].detach()).clamp(1e-3, 10)
+        for n in range(masks.shape[1]):
+            for k in range(masks.shape[2]):
+                total = total + (w * torch.relu(masks[b, n, k] * mix[b] - mixtures[b, n])).mean()
+    return total / masks.shape[0]
+
+
+def naive_judged_level(masks, mix, mixtures, mixture_emb, phrase_emb, scale):
+    total = 0.0
+    for b in range(masks.shape[0]):
+        per_item = []
+        for n in range(masks.shape[1]):
+            a = mixture_emb[b, n] / mixture_emb[b, n].norm()
+            logits = torch.stack([scale * (a @ (t / t.norm())) for t in phrase_emb[b, n]])
+            shares = logits.softmax(0).detach()
+            energy = (mixtures[b, n] ** 2).sum()
+            floor = 1e-6 * energy + torch.finfo(energy.dtype).tiny
+            for k in range(masks.shape[2]):
+                out = ((masks[b, n, k] * mix[b]) ** 2).sum()
+                per_item.append(((out + floor).log() - (shares[k] * energy + floor).log()).abs())
+        total = total + torch.stack(per_item).mean()
+    return total / masks.shape[0]
+
+
 def naive_contrastive(audio, text, scale):
     rows = []
     for i in range(audio.shape[0]):
@@ -85,6 +112,10 @@ def main():
     phrase_masks = torch.rand(B, N, K, F, T, generator=g).requires_grad_()
     audio = torch.randn(B * K, 512, generator=g).requires_grad_()
     text = torch.randn(B * K, 512, generator=g)
+    mixture_emb = torch.randn(B, N, 384, generator=g)
+    phrase_emb = torch.randn(B, N, K, 384, generator=g)
+    phrase_valid = torch.ones(B, N, K, dtype=torch.bool)
+    scale = torch.tensor(23.0)
     est = torch.randn(B, 2, int(seconds * 16000), generator=g).requires_grad_()
     ref = torch.randn(B, 2, int(seconds * 16000), generator=g)
 
@@ -93,6 +124,12 @@ def main():
          lambda: naive_weighted_l1(mixture_masks, mix, mixtures), mixture_masks),
         ("consistency (L_CRL)", lambda: L.consistency_reconstruction_loss(phrase_masks, mix, mixtures),
          lambda: naive_consistency(phrase_masks, mix, mixtures), phrase_masks),
+        ("containment", lambda: L.containment_loss(phrase_masks, mix, mixtures),
+         lambda: naive_containment(phrase_masks, mix, mixtures), phrase_masks),
+        ("judged_level", lambda: L.judged_level_loss(phrase_masks, mix, mixtures, mixture_emb,
+                                                     phrase_emb, scale, phrase_valid),
+         lambda: naive_judged_level(phrase_masks, mix, mixtures, mixture_emb, phrase_emb, scale),
+         phrase_masks),
         ("clap_contrastive (L_CNT)", lambda: L.bimodal_contrastive_loss(audio, text, 30.0),
          lambda: naive_contrastive(audio, text, 30.0), audio),
         (f"multisrc_neg_sisdr {seconds:g} s", lambda: L.multisrc_neg_sisdr(est, ref).mean(),
