@@ -307,12 +307,17 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
                                                 "neg_sdr": 0.5}
     assert configs["train_weak_k2"]["data"]["num_phrases"] == 2
     assert configs["train_weak_long"]["trainer"]["max_steps"] == 4 * base["trainer"]["max_steps"]
+    for name, short in (("train_weak_no_crl_long", "train_weak_no_crl"),
+                        ("train_unsup_long", "train_unsup")):
+        long, ref = configs[name], configs[short]
+        assert long["trainer"]["max_steps"] == long["scheduler_conf"]["T_max"] == 4800
+        assert {**long, "trainer": ref["trainer"], "scheduler_conf": ref["scheduler_conf"]} == ref
     assert configs["train_weak_sisdr"]["trainer"]["monitor"] == "val_si_sdr"
     assert configs["train_unsup_audio"]["data"]["query_source"] == "audio"
     plan = subprocess.run([sys.executable, "local/full_plan.py", "--conf", "conf/screen.yaml"],
                           cwd=recipe, capture_output=True, text=True, check=True).stdout
     tags = [line.split("\t")[1] for line in plan.splitlines() if line.startswith("run\t")]
-    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 20
+    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 22
     assert any(line.startswith("clap\t") for line in plan.splitlines())
 
 
