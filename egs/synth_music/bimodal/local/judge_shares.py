@@ -3,8 +3,8 @@
 
 For each clip of a manifest with stems and at least two instruments, the query encoder
 embeds the clip and gives each of its instruments' phrases ("the sound of a violin") a
-share of the clip's energy: the softmax of its scaled cosines over those phrases, as
-``bisep.losses.judged_shares`` does in training. The stems give the true shares. Printed:
+share of the clip's energy with ``bisep.losses.judged_shares``, the function the
+``judged_level`` loss uses in training. The stems give the true shares. Printed:
 the absolute error in dB of the judge's shares and of equal shares (``1 / instruments``,
 the baseline the judge has to beat), and the Spearman correlation of the log shares.
 
@@ -22,6 +22,7 @@ from bisep.audio import read
 from bisep.conditioners.mini_clap import MiniClapConditioner
 from bisep.data.manifest import read_manifest
 from bisep.data.prompts import phrase
+from bisep.losses import judged_shares
 from bisep.train.clap_eval import spearman
 
 
@@ -35,9 +36,12 @@ def share_errors(encoder, items: list[dict]) -> dict:
             energy = np.array([np.square(read(item["stems"][lab], encoder.sample_rate,
                                               mono=True)[0]).sum() for lab in labels])
             true = energy / energy.sum()
-            emb = encoder.embed_audio(torch.from_numpy(audio))
-            logits = encoder.logit_scale * emb @ encoder.embed_text([phrase(x) for x in labels]).T
-            share = logits.softmax(dim=-1)[0].double().numpy()
+            # One mixture (B = N = 1) whose phrases are all its own instruments.
+            audio_emb = encoder.embed_audio(torch.from_numpy(audio))[None]          # (1, 1, D)
+            text_emb = encoder.embed_text([phrase(x) for x in labels])[None, None]  # (1, 1, K, D)
+            valid = torch.ones(text_emb.shape[:3], dtype=torch.bool)
+            share = judged_shares(audio_emb, text_emb, encoder.logit_scale,
+                                  valid)[0, 0].double().numpy()
             judged += list(np.abs(10 * np.log10(share / true)))
             equal += list(np.abs(10 * np.log10(1 / len(labels) / true)))
             true_log += list(np.log(true))
