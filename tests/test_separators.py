@@ -157,6 +157,51 @@ def test_shared_computation_is_exact(name):
     torch.testing.assert_close(shared, reference, atol=1e-5, rtol=1e-4)
 
 
+def per_query_film_masknet(model, mag, query):
+    """film_masknet run as one network per query, from its layers: every FiLM block whole
+    (body, FiLM, 1x1) on ``Q`` copies of each item: the reference for the first FiLM block's
+    body running once per item in encode."""
+    x = model.shared_blocks(model.bottleneck(model.input_norm(torch.log1p(mag))))
+    x = x.repeat_interleave(query.num_queries, dim=0)
+    embedding = query.embedding.flatten(0, 1)
+    for block in model.film_blocks:
+        scale, shift = block.film.proj(embedding).unsqueeze(-1).chunk(2, dim=1)
+        x = x + block.out((1 + scale) * block.body(x) + shift)
+    return model.mask_out(x).unflatten(0, (mag.shape[0], -1))
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("num_film_blocks", [1, 6])  # 6: every block, no shared blocks
+def test_film_masknet_shared_body_gives_the_per_query_masks_and_gradients(mode, num_film_blocks):
+    torch.manual_seed(0)
+    model = FiLMMaskNet(preset="small", bn_chan=32, hid_chan=64, n_blocks=3, n_repeats=2,
+                        num_film_blocks=num_film_blocks, query_dim=D).train(mode == "train")
+    with torch.no_grad():
+        for block in model.film_blocks:
+            block.film.proj.weight.normal_(0, 0.3)
+            block.film.proj.bias.normal_(0, 0.3)
+    _, mag = model.analyze(wav(9999))
+    embedding = make_query().embedding.requires_grad_()
+    weights = torch.randn(B, Q, *mag.shape[1:], generator=torch.Generator().manual_seed(3))
+    params = dict(model.named_parameters())
+    wanted = [embedding, *params.values()]
+
+    shared = model.predict_masks(model.encode(mag), Conditioning(embedding))
+    shared_grads = torch.autograd.grad((shared * weights).sum(), wanted)
+    reference = per_query_film_masknet(model, mag, Conditioning(embedding))
+    reference_grads = torch.autograd.grad((reference * weights).sum(), wanted)
+
+    torch.testing.assert_close(shared, reference, atol=1e-6, rtol=1e-5)
+    assert (shared[:, 0] - shared[:, 1]).abs().max() > 1e-3  # the query matters
+    # Float rounding, relative to the largest gradient: the gradient of a scalar (PReLU)
+    # is a long sum, summed over the queries before or after the body.
+    scale = max(float(g.abs().max()) for g in reference_grads)
+    for got, ref in zip(shared_grads, reference_grads):
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-6 * scale)
+    body_grad = shared_grads[1 + list(params).index("film_blocks.0.body.0.weight")]
+    assert body_grad.abs().sum() > 0
+
+
 # ------------------------------------------------------------------------ tuned inference
 def pre_tuning_masks():
     """``reference_masks`` of benchmarks/separator_rtf.py: cond_unet's masks as computed

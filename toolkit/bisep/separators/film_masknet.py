@@ -3,15 +3,18 @@
 The frequency bins of ``log1p(|X|)`` are the channels of a 1-D sequence over frames; a
 stack of dilated depthwise-separable residual blocks (Conv-TasNet style) runs along time::
 
-    log1p|X| ─ BN ─ 1x1 ─ block ... block ─┬─ FiLM block ... FiLM block ─ 1x1 ─ sigmoid
-              └──── encode(): once per mixture ┘   └── predict_masks(): per query ──┘
+    log1p|X| ─ BN ─ 1x1 ─ block ... block ─ body ─┬─ FiLM ─ 1x1 ─ FiLM blocks ─ 1x1 ─ sigmoid
+    └──────────── encode(): once per mixture ─────┘  └──── predict_masks(): per query ───┘
 
 Only the last ``num_film_blocks`` blocks see the query: inside each, the hidden channels
 are scaled and shifted per channel by ``γ(e), β(e)``, linear maps of the query embedding
-(FiLM). The blocks before them are shared by all queries of a mixture. The network has
-no resampling, so any number of frames works as is.
+(FiLM). The blocks before them, and the part of the first FiLM block before its FiLM (its
+``body``), are shared by all queries of a mixture. The network has no resampling, so any
+number of frames works as is.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -39,8 +42,10 @@ class FiLM(nn.Module):
         channels: channels modulated.
 
     Shape:
-        - x: ``(N, channels, T)``; embedding: ``(N, query_dim)``.
-        - output: ``(N, channels, T)``.
+        - x: ``(..., channels, T)``; embedding: ``(..., query_dim)``, the leading dims
+          broadcast against each other (``x (B, 1, C, T)`` with ``(B, Q, D)`` modulates each
+          item's ``x`` by each of its ``Q`` queries).
+        - output: the broadcast leading dims, then ``(channels, T)``.
     """
 
     def __init__(self, query_dim: int, channels: int):
@@ -50,7 +55,7 @@ class FiLM(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.proj(embedding).unsqueeze(-1).chunk(2, dim=1)
+        scale, shift = self.proj(embedding).unsqueeze(-1).chunk(2, dim=-2)
         return (1 + scale) * x + shift
 
 
@@ -89,6 +94,37 @@ class DilatedBlock(nn.Module):
         if self.film is not None:
             h = self.film(h, embedding)
         return x + self.out(h)
+
+    def forward_queries(self, x: torch.Tensor, hidden: torch.Tensor,
+                        embedding: torch.Tensor) -> torch.Tensor:
+        """The FiLM block for ``Q`` queries per item, from ``hidden = body(x)`` computed once
+        per item: the same values as :meth:`forward` on ``Q`` copies of each item, without
+        running the query-independent ``body`` on the copies.
+
+        Shape:
+            - x: ``(B, bn_chan, T)``; hidden: ``(B, hid_chan, T)``;
+              embedding: ``(B, Q, query_dim)``.
+            - output: ``(B·Q, bn_chan, T)``, item-major as ``repeat_interleave``.
+        """
+        h = self.film(hidden.unsqueeze(1), embedding).flatten(0, 1)
+        return (x.unsqueeze(1) + self.out(h).unflatten(0, embedding.shape[:2])).flatten(0, 1)
+
+
+@dataclass
+class FiLMMaskNetFeatures:
+    """The query-independent work of :class:`FiLMMaskNet`, done once per mixture.
+
+    Attributes:
+        residual: the residual stream after the shared blocks: the first FiLM block's input.
+        hidden: the first FiLM block's ``body`` of it, the part of the block before its FiLM.
+
+    Shape:
+        - residual: ``(B, bn_chan, T)``.
+        - hidden: ``(B, hid_chan, T)``.
+    """
+
+    residual: torch.Tensor
+    hidden: torch.Tensor
 
 
 class FiLMMaskNet(BaseSeparator):
@@ -152,30 +188,34 @@ class FiLMMaskNet(BaseSeparator):
         return {"sample_rate": self.sample_rate, **self.conf, "kernel_size": self.kernel_size,
                 "query_dim": self.query_dim, "mask_backend": self.mask_backend}
 
-    def encode(self, mag: torch.Tensor) -> torch.Tensor:
-        """The residual stream after the query-independent blocks.
+    def encode(self, mag: torch.Tensor) -> FiLMMaskNetFeatures:
+        """Everything before the first FiLM: the shared blocks, then the first FiLM block's
+        ``body``.
 
         Shape:
             - mag: ``(B, F, T)`` mixture magnitude, ``F = n_fft // 2 + 1``.
-            - output: ``(B, bn_chan, T)``.
+            - output: :class:`FiLMMaskNetFeatures` of ``B`` items.
         """
         n_freq = self.stft.config.n_freq
         if mag.dim() != 3 or mag.shape[1] != n_freq:
             raise TypeError(f"mag must be (batch, {n_freq}, frames), got {tuple(mag.shape)}")
-        return self.shared_blocks(self.bottleneck(self.input_norm(torch.log1p(mag))))
+        x = self.shared_blocks(self.bottleneck(self.input_norm(torch.log1p(mag))))
+        return FiLMMaskNetFeatures(x, self.film_blocks[0].body(x))
 
-    def predict_masks(self, features: torch.Tensor, query: Conditioning) -> torch.Tensor:
-        """Run the FiLM blocks and the mask layer with the ``Q`` queries folded into the batch.
+    def predict_masks(self, features: FiLMMaskNetFeatures, query: Conditioning) -> torch.Tensor:
+        """The FiLM blocks and the mask layer with the ``Q`` queries folded into the batch
+        (``B·Q``); the first block starts from the shared ``features.hidden``.
 
         Shape:
-            - features: ``(B, bn_chan, T)`` from :meth:`encode`.
+            - features: from :meth:`encode` of a ``(B, F, T)`` magnitude.
             - query: embedding ``(B, Q, query_dim)`` (token states are not used).
             - output: ``(B, Q, F, T)`` in ``[0, 1]``.
         """
-        batch = features.shape[0]
+        batch = features.residual.shape[0]
         self.check_query(query, batch)
+        first, *rest = self.film_blocks
+        x = first.forward_queries(features.residual, features.hidden, query.embedding)
         embedding = query.embedding.flatten(0, 1)
-        x = features.repeat_interleave(query.num_queries, dim=0)
-        for block in self.film_blocks:
+        for block in rest:
             x = block(x, embedding)
         return self.mask_out(x).unflatten(0, (batch, -1))
