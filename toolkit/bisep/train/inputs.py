@@ -238,7 +238,10 @@ class StepInputs:
         phrases = self.batch["phrases"]
         b, n, k = len(phrases), len(phrases[0]), len(phrases[0][0])
         masks = self["row_masks"]
-        return masks[self["phrase_rows"].of_slot.to(masks.device)].reshape(
+        # index_select, not masks[of_slot]: its backward sums the slots' gradients into the
+        # rows with index_add_, several times faster on CPU than the accumulating index_put_
+        # of advanced indexing (same sums, float rounding aside).
+        return masks.index_select(0, self["phrase_rows"].of_slot.to(masks.device)).reshape(
             b, n, k, *masks.shape[1:])
 
     def _phrase_weights(self):
@@ -255,8 +258,8 @@ class StepInputs:
     def _phrase_wavs(self):
         """The separated phrase outputs ``(B, N·K, L)``."""
         wavs = self["row_wavs"]
-        return wavs[self["phrase_rows"].of_slot.to(wavs.device)].reshape(
-            len(self.batch["phrases"]), -1, wavs.shape[-1])
+        return wavs.index_select(0, self["phrase_rows"].of_slot.to(wavs.device)).reshape(
+            len(self.batch["phrases"]), -1, wavs.shape[-1])  # index_select: see _phrase_masks
 
     def _sources_are_phrases(self) -> bool:
         # The collated batch queries every source slot with the phrase in the same slot
@@ -273,7 +276,8 @@ class StepInputs:
         wavs = self["row_wavs"]
         slot_rows = self["phrase_rows"].of_slot.to(wavs.device)[valid.reshape(-1)]
         rows, position = torch.unique(slot_rows, return_inverse=True)
-        audio = resample_tensor(wavs[rows], self.separator.sample_rate, self.conditioner.sample_rate)
+        audio = resample_tensor(wavs.index_select(0, rows), self.separator.sample_rate,
+                                self.conditioner.sample_rate)  # index_select: see _phrase_masks
         emb = wavs.new_zeros(b * n * k, self.conditioner.embed_dim)
         emb[valid.reshape(-1)] = self.conditioner.embed_audio(audio).to(emb.dtype)[position]
         return emb.reshape(b, n, k, -1)
