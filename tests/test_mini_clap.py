@@ -159,6 +159,20 @@ def test_audio_tower_runs_channels_last_with_the_nchw_numbers(train_mode):
     assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 1e-4
 
 
+def test_log_mel_power_is_torchaudios_with_its_gradient():
+    logmel = AudioTower().logmel
+    wav = tones(3, seconds=1.5, seed=6)
+    results = []
+    for mel in (lambda x: logmel.mel.mel_scale(logmel.power(x)), logmel.mel):  # X·X̄, |X|**2
+        clip = wav.clone().requires_grad_()
+        out = torch.log(mel(clip) + 1e-10)
+        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        results.append((out.detach(), clip.grad))
+    (out, grad), (ref_out, ref_grad) = results
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 1e-5
+
+
 def test_audio_tower_state_is_contiguous_and_nchw_states_load():
     tower = AudioTower(channels=(4, 4, 8, 16))
     # Nested, as in a separator's module: the hook runs under any prefix.
