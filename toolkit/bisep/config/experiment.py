@@ -12,12 +12,18 @@ RESOURCE_KEYS = (("data", "num_workers"), ("data", "cache_audio"), ("trainer", "
 # Section keys added after configs were first written: a recorded config.yaml without one
 # meant its default, so comparing runs fills it in (a run resumes, runs group into arms).
 LATER_KEYS = (("data", "query_source"),)
+# Sections added after configs were first written: a recorded config.yaml without one meant
+# every default.
+LATER_SECTIONS = ("judge_update",)
 
 
 def experiment_part(cfg: dict, drop: tuple[str, ...] = ()) -> dict:
     """``cfg`` without :data:`RESOURCE_KEYS` and without the top-level keys ``drop``:
     what makes two runs the same experiment (``drop=("seed",)``: the same arm)."""
     out = {key: value for key, value in cfg.items() if key not in drop}
+    for section in LATER_SECTIONS:
+        if section not in out:
+            out[section] = {key: default for key, (_, default) in SECTIONS[section].items()}
     for section, key in LATER_KEYS:
         if isinstance(out.get(section), dict) and key not in out[section]:
             out[section] = {**out[section], key: SECTIONS[section][key][1]}

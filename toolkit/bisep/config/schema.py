@@ -25,6 +25,7 @@ TOP_LEVEL: dict[str, tuple[tuple[type, ...], Any]] = {
     "scheduler_conf": ((dict,), {}),
     "data": ((dict,), {}),
     "trainer": ((dict,), {}),
+    "judge_update": ((dict,), {}),
 }
 # The training modes, in the order reports list them (bisep.train checks the
 # criterions against the mode).
@@ -61,7 +62,17 @@ TRAINER_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "scheduler_interval": ((str,), "step"),
     "progress_bar": ((bool,), True),
 }
-SECTIONS = {"data": DATA_KEYS, "trainer": TRAINER_KEYS}
+# Beyond the paper: a judge that keeps learning during weak training
+# (bisep.train.judge_update). every: 0 keeps the query encoder frozen, as the paper does.
+JUDGE_UPDATE_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
+    "every": ((int,), 0),
+    "steps": ((int,), 10),
+    "outputs": ((int,), 32),
+    "per_batch": ((int,), 32),
+    "lr": ((int, float), 3.0e-4),
+    "judge_conf": ((dict,), {}),
+}
+SECTIONS = {"data": DATA_KEYS, "trainer": TRAINER_KEYS, "judge_update": JUDGE_UPDATE_KEYS}
 # The smallest value of each numeric key `bisep train` reads: a smaller one fails later, in
 # the middle of the run (val_check_interval 0: a division by zero; batch_size 0: the data
 # loader), or runs without end (max_steps -1). ``None`` stays allowed where the type allows it.
@@ -79,6 +90,11 @@ MINIMUMS: dict[tuple[str, str], tuple[int | float, str]] = {
     ("trainer", "num_nodes"): (1, ""),
     ("trainer", "gradient_clip_val"): (0, " (null: no clipping)"),
     ("trainer", "num_threads"): (1, " (null: torch's default)"),
+    ("judge_update", "every"): (0, " (0: the judge stays frozen)"),
+    ("judge_update", "steps"): (1, ""),
+    ("judge_update", "outputs"): (1, ""),
+    ("judge_update", "per_batch"): (1, ""),
+    ("judge_update", "lr"): (0, ""),
 }
 CHOICES: dict[tuple[str, str], tuple] = {
     ("trainer", "scheduler_interval"): ("step", "epoch"),

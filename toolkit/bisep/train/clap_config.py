@@ -100,10 +100,23 @@ def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) ->
     Raises:
         bisep.config.ConfigError: naming the file, line and the fix.
     """
-    from bisep.config import LineMap, apply_overrides, load_yaml, resolve_conf
+    from bisep.config import LineMap, apply_overrides, load_yaml
 
     cfg, lines = load_yaml(path) if path is not None else ({}, LineMap(None))
-    cfg = apply_overrides(cfg, list(overrides))
+    return resolve_train_config(apply_overrides(cfg, list(overrides)), lines)
+
+
+def resolve_train_config(cfg: dict, lines=None) -> dict:
+    """Check every key of a ``train-clap`` config mapping against
+    :class:`MiniClapTrainConfig` and fill in the defaults (:func:`load_train_config`
+    without the file; ``lines`` locates a bad value in one).
+
+    Raises:
+        bisep.config.ConfigError: naming the key and the fix.
+    """
+    from bisep.config import LineMap, resolve_conf
+
+    lines = lines or LineMap(None)
     resolved = resolve_conf(MiniClapTrainConfig, cfg, lines.where, "the train-clap config",
                             "bisep train-clap")
     from bisep.conditioners.mini_clap import AudioTower

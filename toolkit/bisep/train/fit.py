@@ -132,6 +132,11 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
         step = read_lightning_checkpoint(resume_from)["global_step"]
     pl.seed_everything(config["seed"], workers=True, verbose=False)
 
+    callbacks = [FiniteGuard()]
+    if config["judge_update"]["every"]:  # refused settings fail here, before any work
+        from bisep.train.judge_update import online_judge
+
+        callbacks.append(online_judge(config, data_dir, registry))
     monitor = trainer_conf["monitor"]
     ckpt_dir = exp_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:07d}", monitor=monitor,
@@ -148,7 +153,7 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
         accelerator=trainer_conf["accelerator"], devices=trainer_conf["devices"],
         strategy=trainer_conf["strategy"], num_nodes=trainer_conf["num_nodes"],
         precision=trainer_conf["precision"], gradient_clip_val=trainer_conf["gradient_clip_val"],
-        callbacks=[FiniteGuard(), best, periodic], plugins=[_AtomicCheckpointIO.build()],
+        callbacks=[*callbacks, best, periodic], plugins=[_AtomicCheckpointIO.build()],
         logger=CSVLogger(exp_dir / "logs", name="", version=f"run{_next_run(exp_dir)}"),
         enable_progress_bar=trainer_conf["progress_bar"], enable_model_summary=False)
     chief = trainer.is_global_zero
