@@ -154,9 +154,16 @@ def test_experiment_part_drops_resources_and_the_given_keys():
 
     cfg = {"seed": 3, "mode": "weak", "data": {"batch_size": 8, "num_workers": 2},
            "trainer": {"max_steps": 10, "num_threads": 1, "progress_bar": False}}
+    frozen = {"every": 0, "steps": 10, "outputs": 32, "per_batch": 32, "lr": 3.0e-4,
+              "judge_conf": {}}
     assert experiment_part(cfg) == {"seed": 3, "mode": "weak",
                                     "data": {"batch_size": 8, "query_source": "text"},
-                                    "trainer": {"max_steps": 10}}
+                                    "trainer": {"max_steps": 10}, "judge_update": frozen}
+    # A config.yaml written before judge_update existed is the same experiment as one that
+    # spells out its defaults, and not one that updates the judge.
+    assert experiment_part({**cfg, "judge_update": frozen}) == experiment_part(cfg)
+    assert experiment_part({**cfg, "judge_update": {**frozen, "every": 5}}) != \
+        experiment_part(cfg)
     assert "seed" not in experiment_part(cfg, drop=("seed",))
     assert cfg["trainer"]["num_threads"] == 1  # the input is left as it was
     assert "query_source" not in cfg["data"]

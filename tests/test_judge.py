@@ -313,11 +313,18 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
         assert long["trainer"]["max_steps"] == long["scheduler_conf"]["T_max"] == 4800
         assert {**long, "trainer": ref["trainer"], "scheduler_conf": ref["scheduler_conf"]} == ref
     assert configs["train_weak_sisdr"]["trainer"]["monitor"] == "val_si_sdr"
+    for name, ref in (("train_weak_online", "train_weak"),
+                      ("train_weak_no_crl_online", "train_weak_no_crl")):
+        online, frozen = configs[name], configs[ref]
+        assert online["judge_update"]["every"] == 50 and frozen["judge_update"]["every"] == 0
+        assert online["trainer"]["monitor"] == "val/mix_separate"
+        assert {**online, "judge_update": frozen["judge_update"],
+                "trainer": frozen["trainer"]} == frozen
     assert configs["train_unsup_audio"]["data"]["query_source"] == "audio"
     plan = subprocess.run([sys.executable, "local/full_plan.py", "--conf", "conf/screen.yaml"],
                           cwd=recipe, capture_output=True, text=True, check=True).stdout
     tags = [line.split("\t")[1] for line in plan.splitlines() if line.startswith("run\t")]
-    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 22
+    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 24
     assert any(line.startswith("clap\t") for line in plan.splitlines())
 
 

@@ -380,3 +380,69 @@ def test_a_non_finite_batch_or_loss_names_its_clips():
     guard.on_train_batch_start(trainer, None, batch, 0)
     with pytest.raises(NonFiniteError, match=r"loss is nan at step 12.*/d/b.wav.*optim_conf.lr"):
         guard.on_before_backward(trainer, None, torch.tensor(float("nan")))
+
+
+ONLINE = ("judge_update.every=2", "judge_update.steps=2", "judge_update.outputs=2",
+          "judge_update.per_batch=2", "trainer.monitor=val/mix_separate",
+          "judge_update.judge_conf={clean_per_batch: 4, pool_mixtures_per_batch: 2, "
+          "made_mixtures_per_batch: 2, masked_per_batch: 2, objective: energy, "
+          "clip_seconds: 1.0}")
+
+
+def judge_state(checkpoint):
+    states = torch.load(checkpoint, weights_only=True)["callbacks"]
+    (state,) = [v for k, v in states.items() if "OnlineJudge" in k]
+    return state
+
+
+def test_an_online_judge_learns_from_the_separator_and_resumes(corpus, tmp_path):
+    # Every 2 steps the judge trains on the current separator's outputs of its own pool; its
+    # state travels in the Lightning checkpoint, and a run resumed mid-way ends with the judge
+    # of the run that was never stopped.
+    exp = tmp_path / "online"
+    out = train(corpus, exp, "train_weak.yaml", *ONLINE)
+    assert "judge_update 2: 4 separator outputs, 2 steps" in out.stdout + out.stderr
+    final = judge_state(exp / "checkpoints" / "last.ckpt")
+    middle = judge_state(exp / "checkpoints" / "step0000002.ckpt")
+    assert (final["updates"], middle["updates"]) == (2, 1)
+    moved = [k for k in final["judge"] if not torch.equal(final["judge"][k], middle["judge"][k])]
+    assert any(k.startswith("audio.") for k in moved)
+    assert torch.equal(final["judge"]["log_logit_scale"], middle["judge"]["log_logit_scale"])
+    header = (exp / "logs" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "judge_update/loss" in header
+    # Resume from the step-2 checkpoint in a copy of the folder.
+    again = tmp_path / "resumed"
+    shutil.copytree(exp, again)
+    shutil.copy(again / "checkpoints" / "step0000002.ckpt", again / "checkpoints" / "last.ckpt")
+    (again / "model.pth").unlink()
+    out = train(corpus, again, "train_weak.yaml", *ONLINE)
+    assert "resuming from step 2" in out.stdout + out.stderr
+    assert "1 updates so far" in out.stdout + out.stderr
+    resumed = judge_state(again / "checkpoints" / "last.ckpt")
+    assert resumed["updates"] == 2
+    for key, value in final["judge"].items():
+        torch.testing.assert_close(resumed["judge"][key], value, atol=1e-4, rtol=1e-4)
+
+
+def test_what_an_online_judge_refuses_is_named_before_training(corpus, tmp_path):
+    recipe_conf = Path(__file__).parents[1] / "egs" / "synth_music" / "bimodal" / "conf"
+    # No criterion reads the judge: updating it would change nothing.
+    out = run_cli("train", "--config", recipe_conf / "train_unsup.yaml", "--data-dir",
+                  corpus / "data", "--dump-dir", corpus / "dump", "--exp-dir", tmp_path / "u",
+                  "judge_update.every=2")
+    assert out.returncode == 2
+    assert_mentions(out.stderr, "judge_update.every", "phrase_audio_emb")
+    out = train(corpus, tmp_path / "k", "train_weak.yaml", *ONLINE,
+                "judge_update.judge_conf={stepz: 3}", check=False)
+    assert out.returncode == 2
+    assert_mentions(out.stderr, "judge_update.judge_conf", "stepz", "steps")
+    # The judge's pool is part of data preparation's output.
+    data = tmp_path / "data"
+    shutil.copytree(corpus / "data", data)
+    (data / "clap_pool.jsonl").unlink()
+    out = train(corpus, tmp_path / "p", "train_weak.yaml", *ONLINE, data=data, check=False)
+    assert out.returncode == 2
+    assert_mentions(out.stderr, "clap_pool.jsonl", "judge_update.every: 0")
+    assert not (tmp_path / "p" / "config.yaml").exists()  # before any work
+    out = train(corpus, tmp_path / "n", "train_weak.yaml", "judge_update.every=-1", check=False)
+    assert out.returncode == 2 and "judge_update.every" in out.stderr
