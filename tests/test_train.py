@@ -1,4 +1,5 @@
 """`bisep train`: the modes, what data each may read, checkpoints, resume after a kill."""
+import csv
 import json
 import os
 import re
@@ -401,7 +402,7 @@ def test_an_online_judge_learns_from_the_separator_and_resumes(corpus, tmp_path)
     # of the run that was never stopped.
     exp = tmp_path / "online"
     out = train(corpus, exp, "train_weak.yaml", *ONLINE)
-    assert "judge_update 2: 4 separator outputs, 2 steps" in out.stdout + out.stderr
+    assert "judge_update 2: 4 separator outputs" in out.stdout + out.stderr
     final = judge_state(exp / "checkpoints" / "last.ckpt")
     middle = judge_state(exp / "checkpoints" / "step0000002.ckpt")
     assert (final["updates"], middle["updates"]) == (2, 1)
@@ -409,7 +410,11 @@ def test_an_online_judge_learns_from_the_separator_and_resumes(corpus, tmp_path)
     assert any(k.startswith("audio.") for k in moved)
     assert torch.equal(final["judge"]["log_logit_scale"], middle["judge"]["log_logit_scale"])
     header = (exp / "logs" / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert "judge_update/loss" in header
+    assert {"judge_update/loss", "judge_update/judged_share",
+            "judge_update/true_share"} <= set(header)
+    rows = list(csv.DictReader(open(exp / "logs" / "metrics.csv")))
+    shares = [float(r["judge_update/true_share"]) for r in rows if r["judge_update/true_share"]]
+    assert len(shares) == 2 and all(0 < x < 1 for x in shares)
     # Resume from the step-2 checkpoint in a copy of the folder.
     again = tmp_path / "resumed"
     shutil.copytree(exp, again)

@@ -189,15 +189,45 @@ class OnlineJudge(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.conf["every"]:
             return
-        losses = self.update(pl_module.separator)
-        pl_module.log("judge_update/loss", sum(losses) / len(losses), batch_size=1)
+        losses, (judged, true) = self.update(pl_module.separator)
+        # Straight to the logger, one row per update: a value self.log()-ed from this hook
+        # is written again with the next step's row. Step numbers as Lightning's own rows
+        # (the step's index, from 0), so an update sits on the row of the step before it.
+        if trainer.is_global_zero and trainer.logger is not None:
+            trainer.logger.log_metrics({"judge_update/loss": sum(losses) / len(losses),
+                                        "judge_update/judged_share": judged,
+                                        "judge_update/true_share": true},
+                                       step=trainer.global_step - 1)
+
+    def shares(self, bank: tuple) -> tuple[float, float]:
+        """How much of the separator's fresh outputs the judge gives the queried instrument,
+        against the truth: the mean over outputs of the judge's probability for the queried
+        phrase against the other one (its logit scale, its phrase captions), and the mean
+        true share of the queried instrument's energy. A separator that fools the judge
+        shows a judged share well above the true one.
+        """
+        from bisep.train.clap_eval import class_text, embed_clips
+
+        audio, _, energies, _ = bank
+        index = {lab: i for i, lab in enumerate(self.labels)}
+        with torch.no_grad():
+            logits = self._judge.logit_scale * embed_clips(self._judge, audio) @ \
+                class_text(self._judge, self.labels, None).T
+        judged, true = [], []
+        for row, energy in zip(logits.cpu(), energies):
+            queried, other = energy  # the queried instrument comes first
+            pair = torch.stack([row[index[queried]], row[index[other]]])
+            judged.append(float(pair.softmax(0)[0]))
+            true.append(energy[queried] / max(energy[queried] + energy[other], 1e-12))
+        return sum(judged) / len(judged), sum(true) / len(true)
 
     # -- the update -------------------------------------------------------------------------
-    def update(self, separator) -> list[float]:
+    def update(self, separator) -> tuple[list[float], tuple[float, float]]:
         """One update: the current separator's outputs, then ``steps`` judge steps.
 
         Returns:
-            The judge's loss at each step.
+            The judge's loss at each step, and :meth:`shares` of the outputs before the
+            steps.
         """
         from bisep.train.clap_batches import BatchMaker, ClipSet, separator_outputs
         from bisep.train.mini_clap import train_step
@@ -210,6 +240,7 @@ class OnlineJudge(pl.Callback):
         singles = ClipSet(self.singles.audio.to(device), self.singles.labels, self.singles.ids)
         bank = separator_outputs(separator, judge, singles, self.conf["outputs"], seed)
         separator.train(was_training)
+        shares = self.shares(bank)
         conf = {**self.judge_conf, "seed": seed, "separator_per_batch": self.conf["per_batch"]}
         bank = (bank[0].cpu(), *bank[1:])
         batches = _OnDevice(BatchMaker(self.singles, self.mixtures, conf, self.captions, bank),
@@ -231,7 +262,8 @@ class OnlineJudge(pl.Callback):
             judge.frozen = True
             judge.freeze()
         self.updates += 1
-        log.info("judge_update %d: %d separator outputs, %d steps, loss %.3f -> %.3f, %.1f s",
-                 self.updates, len(bank[1]), len(losses), losses[0], losses[-1],
+        log.info("judge_update %d: %d separator outputs (judged share of the queried "
+                 "instrument %.2f, true %.2f), %d steps, loss %.3f -> %.3f, %.1f s",
+                 self.updates, len(bank[1]), *shares, len(losses), losses[0], losses[-1],
                  time.perf_counter() - start)
-        return losses
+        return losses, shares
