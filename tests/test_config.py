@@ -228,3 +228,9 @@ def test_alias_bombs_are_refused(tmp_path):
     # A few anchors, as configs use them, are fine.
     ok = write(tmp_path, "x: &w {lr: 0.1}\noptim_conf: *w\n", name="ok.yaml")
     assert config.load_yaml(ok)[0]["optim_conf"] == {"lr": 0.1}
+
+
+def test_checkpoints_maximise_only_the_separation_scores():
+    assert config.monitor_mode("val_si_sdr") == config.monitor_mode("val_si_sdri") == "max"
+    for monitor in ("val_loss", "train_loss", "val/mix_separate", "train/clap_contrastive"):
+        assert config.monitor_mode(monitor) == "min"

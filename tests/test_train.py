@@ -415,6 +415,11 @@ def test_an_online_judge_learns_from_the_separator_and_resumes(corpus, tmp_path)
     rows = list(csv.DictReader(open(exp / "logs" / "metrics.csv")))
     shares = [float(r["judge_update/true_share"]) for r in rows if r["judge_update/true_share"]]
     assert len(shares) == 2 and all(0 < x < 1 for x in shares)
+    # The checkpoint is chosen on the lowest val/mix_separate (a loss term: minimised).
+    terms = {int(r["step"]) + 1: float(r["val/mix_separate"]) for r in rows
+             if r.get("val/mix_separate")}
+    chosen = torch.load(exp / "model.pth", weights_only=True)["infos"]["training"]["step"]
+    assert len(terms) == 2 and chosen == min(terms, key=terms.get)
     # Resume from the step-2 checkpoint in a copy of the folder.
     again = tmp_path / "resumed"
     shutil.copytree(exp, again)

@@ -107,6 +107,15 @@ SEED_RANGE = (0, 2**32 - 1)  # what numpy's and Lightning's seeding accept
 # What `trainer.monitor` may name: the metrics bisep.train.module logs (and per loss term
 # "train/<name>" and "val/<name>"); ModelCheckpoint fails at the first validation otherwise.
 MONITORS = ("val_loss", "val_si_sdr", "val_si_sdri", "train_loss")
+# The monitors where higher is better; every other one (the losses and each loss term's
+# "train/<name>", "val/<name>") is minimised.
+MAXIMISED_MONITORS = ("val_si_sdr", "val_si_sdri")
+
+
+def monitor_mode(monitor: str) -> str:
+    """``"max"`` for a monitor where higher is better, else ``"min"`` (ModelCheckpoint's
+    ``mode``)."""
+    return "max" if monitor in MAXIMISED_MONITORS else "min"
 CRITERION_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "name": ((str,), None),
     "conf": ((dict,), {}),

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from bisep import checkpoint as ckpt_io
-from bisep.config import ConfigError, dump, experiment_part, safe_load
+from bisep.config import ConfigError, dump, experiment_part, monitor_mode, safe_load
 from bisep.atomic import write_text_atomic
 from bisep.train.inputs import PHRASE_INPUTS, SOURCE_INPUTS, term_inputs
 
@@ -140,7 +140,7 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
     monitor = trainer_conf["monitor"]
     ckpt_dir = exp_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:07d}", monitor=monitor,
-                           mode="min" if monitor.endswith("loss") else "max",
+                           mode=monitor_mode(monitor),
                            save_top_k=trainer_conf["save_top_k"], auto_insert_metric_name=False)
     periodic = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
                                every_n_train_steps=trainer_conf["checkpoint_every_n_steps"])
