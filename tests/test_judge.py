@@ -320,11 +320,14 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
         assert online["trainer"]["monitor"] == "val/mix_separate"
         assert {**online, "judge_update": frozen["judge_update"],
                 "trainer": frozen["trainer"]} == frozen
+        art = configs[f"{name}_art"]
+        assert art["judge_update"]["judge_conf"] == {"artefact_targets": True}
+        assert {**art, "judge_update": online["judge_update"]} == online
     assert configs["train_unsup_audio"]["data"]["query_source"] == "audio"
     plan = subprocess.run([sys.executable, "local/full_plan.py", "--conf", "conf/screen.yaml"],
                           cwd=recipe, capture_output=True, text=True, check=True).stdout
     tags = [line.split("\t")[1] for line in plan.splitlines() if line.startswith("run\t")]
-    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 24
+    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 26
     assert any(line.startswith("clap\t") for line in plan.splitlines())
 
 
