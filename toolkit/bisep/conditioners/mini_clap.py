@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from bisep.conditioners.base import Conditioner, ConditionerError, QueryError
 from bisep.conditioners.clap_common import check_tokenizer, check_wav
+from bisep.dsp.stft import stft_power
 from bisep.hashing import sha256_of
 
 # sha256 of all-MiniLM-L6-v2's model.safetensors at the upstream revision
@@ -102,23 +103,18 @@ class LogMel(nn.Module):
         return logmel - logmel.mean(dim=(1, 2), keepdim=True)
 
     def power(self, wav: torch.Tensor) -> torch.Tensor:
-        """``|X|²`` of the STFT, as ``self.mel`` (``power=2``) computes it but as ``X·X̄``:
-        the same values to float rounding, and a backward without the complex ``sgn`` of
-        ``abs``'s, which made the power step 2.4x dearer forward and backward on CPU (the
-        weak training step differentiates the frozen tower's output with respect to the
-        separated audio).
+        """``|X|²`` of the STFT, as ``self.mel`` (``power=2``) computes it, with a backward
+        written out as real inverse FFTs (:func:`bisep.dsp.stft_power`): the weak training
+        step differentiates the frozen tower's output with respect to the separated audio,
+        and autograd's backward through the complex STFT (a complex ``sgn`` for ``abs``, a
+        full complex FFT for ``rfft``) was most of that tower's backward on CPU.
 
         Shape:
             - wav: ``(batch, time)``.
             - output: ``(batch, n_fft // 2 + 1, frames)``.
         """
-        from torchaudio.functional import spectrogram
-
         conf = self.mel.spectrogram
-        stft = spectrogram(wav, conf.pad, conf.window, conf.n_fft, conf.hop_length,
-                           conf.win_length, None, conf.normalized, conf.center, conf.pad_mode,
-                           conf.onesided)
-        return (stft * stft.conj()).real
+        return stft_power(wav, conf.window, conf.n_fft, conf.hop_length)
 
 
 def conv_block(cin: int, cout: int, pool: tuple[int, int]) -> nn.Sequential:

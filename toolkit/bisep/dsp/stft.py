@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,65 @@ class Stft(torch.nn.Module):
     def frames(self, length: int) -> int:
         """Number of STFT frames for ``length`` samples (``center=True``)."""
         return length // self.config.hop_length + 1
+
+
+def stft_power(wav: torch.Tensor, window: torch.Tensor, n_fft: int, hop_length: int
+               ) -> torch.Tensor:
+    """Power spectrum ``|X|²`` of the centred, reflect-padded STFT, with a cheaper backward.
+
+    The forward is ``torch.stft`` (``center=True``, ``pad_mode="reflect"``, onesided), as
+    ``torchaudio.transforms.Spectrogram(power=2)`` computes it. The backward is written out
+    as one real inverse FFT per frame and an overlap-add, where autograd's passes through the
+    complex STFT, whose ``rfft`` backward is a full-length complex FFT: on 42 clips of 3 s
+    (the weak training step's phrase outputs through the judge) forward and backward went
+    from 0.18 to 0.12 s on 2 CPU threads. Gradients agree with autograd's to float rounding
+    (``tests/test_dsp.py``). Only once differentiable.
+
+    Args:
+        wav: the signal; gradients flow to it.
+        window: the analysis window, ``n_fft`` samples, no gradient.
+        n_fft, hop_length: as for ``torch.stft``.
+
+    Shape:
+        - wav: ``(batch, time)``.
+        - output: ``(batch, n_fft // 2 + 1, frames)``, the frames of ``torch.stft`` with
+          ``center=True``.
+    """
+    if window.shape != (n_fft,) or window.requires_grad:
+        raise ValueError(f"stft_power needs a window of n_fft={n_fft} samples without "
+                         f"gradient, got shape {tuple(window.shape)}")
+    padded = F.pad(wav.unsqueeze(1), (n_fft // 2, n_fft // 2), mode="reflect").squeeze(1)
+    return _FramedPower.apply(padded, window.to(wav.dtype), n_fft, hop_length)
+
+
+class _FramedPower(torch.autograd.Function):
+    """``|rfft(frame · window)|²`` of every frame of an already padded signal.
+
+    For ``P_k = |X_k|²`` with ``X_k = Σ_n w_n x_n e^{-2πikn/N}`` over the onesided bins
+    ``k = 0..N/2``, ``∂L/∂(w_n x_n) = 2 Re Σ_k g_k X_k e^{2πikn/N}``. ``N · irfft`` of a
+    onesided spectrum counts each bin between DC and Nyquist twice (with its
+    negative-frequency twin) and those two once, so they are doubled first.
+    """
+
+    @staticmethod
+    def forward(ctx, padded, window, n_fft, hop_length):
+        spec = torch.stft(padded, n_fft, hop_length, n_fft, window, center=False,
+                          return_complex=True)                     # (batch, freq, frames)
+        ctx.save_for_backward(spec, window)
+        ctx.n_fft, ctx.hop_length, ctx.length = n_fft, hop_length, padded.shape[-1]
+        return (spec * spec.conj()).real
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        spec, window = ctx.saved_tensors
+        n_fft, hop = ctx.n_fft, ctx.hop_length
+        weighted = (grad * spec).transpose(-1, -2)                  # (batch, frames, freq)
+        weighted[..., 0] *= 2
+        if n_fft % 2 == 0:
+            weighted[..., -1] *= 2
+        frames = torch.fft.irfft(weighted, n=n_fft).mul_(window * n_fft)
+        # Overlap-add of the frames' gradients back onto the padded signal.
+        grad_padded = F.fold(frames.transpose(1, 2), (1, ctx.length), (1, n_fft),
+                             stride=(1, hop))
+        return grad_padded.view(-1, ctx.length), None, None, None
