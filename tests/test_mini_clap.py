@@ -12,6 +12,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from bisep.checkpoint import CheckpointError, save
 from bisep.conditioners.base import ConditionerError, QueryError
@@ -157,6 +158,36 @@ def test_audio_tower_runs_channels_last_with_the_nchw_numbers(train_mode):
     (emb, grad), (ref_emb, ref_grad) = grads
     torch.testing.assert_close(emb, ref_emb, rtol=1e-5, atol=1e-6)
     assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 1e-4
+
+
+def test_eval_tower_folds_batchnorm_into_its_convolutions_with_the_layers_numbers():
+    """In eval mode the tower runs each BatchNorm folded into its convolution; the
+    embeddings and the input gradient are those of the layers run one by one, also after
+    the tower has trained (the folding reads the current weights and statistics)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(7)
+        tower = AudioTower(channels=(4, 8, 8, 16))
+    optimizer = torch.optim.SGD(tower.parameters(), lr=0.1)
+    for step in range(2):
+        if step:  # one training step moves the weights and the running statistics
+            tower.train()
+            tower(tones(4, seconds=1.0, seed=8)).sum().backward()
+            optimizer.step()
+        tower.eval()
+        results = []
+        for layered in (False, True):
+            clip = tones(3, seconds=1.0, seed=9).requires_grad_()
+            if layered:
+                x = tower.temporal(tower.blocks(tower.input_norm(
+                    tower.logmel(clip).unsqueeze(1))).flatten(1, 2))
+                emb = F.normalize(tower.proj(torch.cat([x.mean(-1), x.amax(-1)], -1)), dim=-1)
+            else:
+                emb = tower(clip)
+            (emb * torch.linspace(-1, 1, emb.shape[-1])).sum().backward()
+            results.append((emb.detach(), clip.grad))
+        (emb, grad), (ref_emb, ref_grad) = results
+        torch.testing.assert_close(emb, ref_emb, rtol=1e-5, atol=1e-6)
+        assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 1e-4
 
 
 def test_log_mel_power_is_torchaudios_with_its_gradient():
