@@ -57,7 +57,7 @@ class MiniClapTrainConfig:
             steps (0: never).
         checkpoint_every: write the training state ``checkpoints/last.pth`` every this many
             steps (0: only at the end); a re-run on the folder continues from it.
-        audio_conf: :class:`~bisep.conditioners.mini_clap.AudioTower` keywords (its defaults
+        audio_conf: :class:`~bisep.conditioners.audio_tower.AudioTower` keywords (its defaults
             filled in).
         text_model_dir: all-MiniLM-L6-v2 folder; ``None`` is the wheel's copy.
     """
@@ -119,7 +119,7 @@ def resolve_train_config(cfg: dict, lines=None) -> dict:
     lines = lines or LineMap(None)
     resolved = resolve_conf(MiniClapTrainConfig, cfg, lines.where, "the train-clap config",
                             "bisep train-clap")
-    from bisep.conditioners.mini_clap import AudioTower
+    from bisep.conditioners.audio_tower import AudioTower
 
     audio_conf = resolved["audio_conf"] or {}
     if not isinstance(audio_conf, dict):
