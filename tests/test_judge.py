@@ -327,7 +327,13 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
     plan = subprocess.run([sys.executable, "local/full_plan.py", "--conf", "conf/screen.yaml"],
                           cwd=recipe, capture_output=True, text=True, check=True).stdout
     tags = [line.split("\t")[1] for line in plan.splitlines() if line.startswith("run\t")]
-    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 26
+    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 28
+    # The semi-supervised arm with stems in half of its MoMs, on its own plan.
+    lines = plan.splitlines()
+    assert any(line.startswith("run\tsemi_snr_no_crl_m50\t") and "dump_semi50" in line
+               for line in lines)
+    assert any(line.startswith("plan\t") and "dump_semi50" in line
+               and "--sup-mom-fraction 0.5" in line for line in lines)
     assert any(line.startswith("clap\t") for line in plan.splitlines())
 
 
