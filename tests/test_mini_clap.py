@@ -149,13 +149,20 @@ def test_audio_tower_runs_channels_last_with_the_nchw_numbers(train_mode):
     nchw = copy.deepcopy(tower)
     nchw.blocks.to(memory_format=torch.contiguous_format)
     wav = tones(3, seconds=1.5, seed=4)
-    grads = []
-    for model in (tower, nchw):
-        clip = wav.clone().requires_grad_()
-        emb = model(clip)
-        (emb * torch.linspace(-1, 1, emb.shape[-1])).sum().backward()
-        grads.append((emb.detach(), clip.grad))
-    (emb, grad), (ref_emb, ref_grad) = grads
+    assert_same_embeddings_and_gradients(embed_with_gradient(tower, wav),
+                                         embed_with_gradient(nchw, wav))
+
+
+def embed_with_gradient(embed, wav):
+    """``embed(wav)`` and the gradient of a fixed weighting of it with respect to ``wav``."""
+    clip = wav.clone().requires_grad_()
+    emb = embed(clip)
+    (emb * torch.linspace(-1, 1, emb.shape[-1])).sum().backward()
+    return emb.detach(), clip.grad
+
+
+def assert_same_embeddings_and_gradients(got, expected):
+    (emb, grad), (ref_emb, ref_grad) = got, expected
     torch.testing.assert_close(emb, ref_emb, rtol=1e-5, atol=1e-6)
     assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 1e-4
 
@@ -168,26 +175,21 @@ def test_eval_tower_folds_batchnorm_into_its_convolutions_with_the_layers_number
         torch.manual_seed(7)
         tower = AudioTower(channels=(4, 8, 8, 16))
     optimizer = torch.optim.SGD(tower.parameters(), lr=0.1)
+
+    def layered(clip):
+        x = tower.temporal(tower.blocks(tower.input_norm(
+            tower.logmel(clip).unsqueeze(1))).flatten(1, 2))
+        return F.normalize(tower.proj(torch.cat([x.mean(-1), x.amax(-1)], -1)), dim=-1)
+
     for step in range(2):
         if step:  # one training step moves the weights and the running statistics
             tower.train()
             tower(tones(4, seconds=1.0, seed=8)).sum().backward()
             optimizer.step()
         tower.eval()
-        results = []
-        for layered in (False, True):
-            clip = tones(3, seconds=1.0, seed=9).requires_grad_()
-            if layered:
-                x = tower.temporal(tower.blocks(tower.input_norm(
-                    tower.logmel(clip).unsqueeze(1))).flatten(1, 2))
-                emb = F.normalize(tower.proj(torch.cat([x.mean(-1), x.amax(-1)], -1)), dim=-1)
-            else:
-                emb = tower(clip)
-            (emb * torch.linspace(-1, 1, emb.shape[-1])).sum().backward()
-            results.append((emb.detach(), clip.grad))
-        (emb, grad), (ref_emb, ref_grad) = results
-        torch.testing.assert_close(emb, ref_emb, rtol=1e-5, atol=1e-6)
-        assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 1e-4
+        wav = tones(3, seconds=1.0, seed=9)
+        assert_same_embeddings_and_gradients(embed_with_gradient(tower, wav),
+                                             embed_with_gradient(layered, wav))
 
 
 def test_log_mel_power_is_torchaudios_with_its_gradient():
