@@ -20,6 +20,7 @@ RATIO_LINES = {
     "chunked_inference.py": r"^file stats / chunk stats time \d+\.\d\dx$",
     "corpus_extract.py": r"^mp4\s+2\s.*\d\.\d\dx\s+\d+\.\d\dx$",
     "demo_request.py": r"^page / separation \d+\.\d\dx$",
+    "judge_backward.py": r"^  judge forward\+backward reference / optimised: \d+\.\d\dx$",
     "inference_memory.py": r"^film_masknet:small\s+-?\d+\.\d\d\s+-?\d+\.\d\d$",
     "losses.py": r"^multisrc_neg_sisdr .*\d\.\dx$",
     "mix_plan.py": r"^audiocaps .*\d\.\dx",
@@ -35,7 +36,7 @@ RATIO_LINES = {
 # Longest first, so that the two workers finish close together.
 ORDER = ["inference_memory.py", "chunked_inference.py", "train_step.py", "train_clap_step.py",
          "separator_rtf.py", "stft_mask.py", "corpus_extract.py", "scoring.py", "onnx_rtf.py",
-         "demo_request.py", "reference_free.py", "losses.py", "mix_plan.py"]
+         "demo_request.py", "reference_free.py", "judge_backward.py", "losses.py", "mix_plan.py"]
 
 
 def run_smoke(name: str) -> subprocess.CompletedProcess:
