@@ -131,7 +131,6 @@ class AudioTower(nn.Module):
         x = torch.cat([x.mean(dim=-1), x.amax(dim=-1)], dim=-1)
         return F.normalize(self.proj(x), dim=-1)
 
-
     def _folded_convs(self, x: torch.Tensor) -> torch.Tensor:
         """The blocks and the temporal layer in eval mode, each BatchNorm folded into the
         convolution before it (the same function to float rounding).
