@@ -312,6 +312,15 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
         long, ref = configs[name], configs[short]
         assert long["trainer"]["max_steps"] == long["scheduler_conf"]["T_max"] == 4800
         assert {**long, "trainer": ref["trainer"], "scheduler_conf": ref["scheduler_conf"]} == ref
+    fade = configs["train_weak_no_crl_fade_long"]
+    faded = {k: v for k, v in fade["criterions"][0].items() if k not in ("stop_step", "fade_steps")}
+    assert faded == configs["train_weak_no_crl_long"]["criterions"][0]
+    assert (fade["criterions"][0]["stop_step"], fade["criterions"][0]["fade_steps"]) == (2400, 1200)
+    assert fade["trainer"]["monitor"] == "val/mix_separate"
+    audio_long = configs["train_unsup_audio_long"]
+    assert audio_long["trainer"]["max_steps"] == audio_long["scheduler_conf"]["T_max"] == 4800
+    assert {**audio_long, "trainer": configs["train_unsup_long"]["trainer"],
+            "data": configs["train_unsup_long"]["data"]} == configs["train_unsup_long"]
     assert configs["train_weak_sisdr"]["trainer"]["monitor"] == "val_si_sdr"
     for name, ref in (("train_weak_online", "train_weak"),
                       ("train_weak_no_crl_online", "train_weak_no_crl")):
@@ -327,7 +336,7 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
     plan = subprocess.run([sys.executable, "local/full_plan.py", "--conf", "conf/screen.yaml"],
                           cwd=recipe, capture_output=True, text=True, check=True).stdout
     tags = [line.split("\t")[1] for line in plan.splitlines() if line.startswith("run\t")]
-    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 28
+    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 30
     # The semi-supervised arm with stems in half of its MoMs, on its own plan.
     lines = plan.splitlines()
     assert any(line.startswith("run\tsemi_snr_no_crl_m50\t") and "dump_semi50" in line

@@ -303,7 +303,7 @@ def test_audio_queries_train_on_the_mixtures_own_embedding(corpus, tmp_path):
     assert "query_source: audio" in (exp / "config.yaml").read_text()
 
 
-def test_a_loss_term_can_warm_up():
+def test_a_loss_term_can_warm_up_and_fade_out():
     from bisep.config import ConfigError, load_config
     from bisep.train.module import SeparationModule
 
@@ -313,9 +313,22 @@ def test_a_loss_term_can_warm_up():
     factors = [module.term_factor(1, step) for step in (0, 9, 10, 12, 14, 100)]
     assert factors == [0.0, 0.0, 0.2, 0.6, 1.0, 1.0]
     assert module.term_factor(1, None) == 1.0 and module.term_factor(0, 0) == 1.0
+    config["criterions"][1].update(stop_step=30, fade_steps=4)
+    module = SeparationModule(config)
+    factors = [module.term_factor(1, step) for step in (14, 25, 26, 28, 29, 30, 100)]
+    assert factors == [1.0, 1.0, 0.8, 0.4, 0.2, 0.0, 0.0]
+    assert module.term_factor(1, None) == 1.0
     with pytest.raises(ConfigError, match=r"criterions\[1\].start_step.*>= 0"):
         load_config(TINY / "train_weak.yaml", ["criterions=[{name: mix_separate}, "
                                                "{name: mix_separate, start_step: -1}]"])
+    for term, tokens in [("{name: mix_separate, start_step: 10, ramp_steps: 5, stop_step: 20, "
+                          "fade_steps: 6}", ["criterions[1].stop_step", "14", "15"]),
+                         ("{name: mix_separate, fade_steps: 6}",
+                          ["criterions[1].fade_steps", "stop_step"])]:
+        with pytest.raises(ConfigError) as err:
+            load_config(TINY / "train_weak.yaml",
+                        [f"criterions=[{{name: mix_separate}}, {term}]"])
+        assert_mentions(str(err.value), *tokens)
     with pytest.raises(ConfigError) as err:
         load_config(TINY / "train_weak.yaml", ["data.query_source=image"])
     assert_mentions(str(err.value), "data.query_source", "text, audio", "'image'")

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bisep.config.checks import ConfigError
-from bisep.config.schema import (COMPONENTS, OPTIMIZERS, SCHEDULERS, SECTIONS, TOP_LEVEL,
-                                 check_monitor, check_top_level)
+from bisep.config.schema import (COMPONENTS, OPTIMIZERS, SCHEDULE_KEYS, SCHEDULERS, SECTIONS,
+                                 TOP_LEVEL, check_monitor, check_top_level)
 from bisep.config.signatures import resolve_conf
 from bisep.config.yaml_files import LineMap, apply_overrides, load_yaml
 
@@ -108,10 +108,9 @@ def resolve(cfg: dict, lines: LineMap | None = None, registry=None) -> dict:
                             lambda *k, i=i: lines.where("criterions", i, "conf", *k),
                             f"criterions[{i}].conf", f"loss '{item['name']}'")
         criterion = {"name": item["name"], "conf": conf, "weight": float(item.get("weight", 1.0))}
-        # The warm-up keys appear only when used, so configs written before they existed
+        # The schedule keys appear only when used, so configs written before they existed
         # resolve as before (a run resumes, and runs group into the same arm).
-        criterion.update({key: int(item[key]) for key in ("start_step", "ramp_steps")
-                          if item.get(key, 0)})
+        criterion.update({key: int(item[key]) for key in SCHEDULE_KEYS if item.get(key, 0)})
         criterions.append(criterion)
     out["criterions"] = criterions
     optim_cls = _torch_class("optim", out["optim"], OPTIMIZERS, lines.where("optim"))

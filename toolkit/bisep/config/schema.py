@@ -121,10 +121,15 @@ CRITERION_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "conf": ((dict,), {}),
     "weight": ((int, float), 1.0),
     # Warm-up: the term is off before start_step, then its weight rises linearly to
-    # `weight` over ramp_steps (validation always uses the full weight).
+    # `weight` over ramp_steps. Cool-down: the term is off from stop_step on (0: never),
+    # its weight falling linearly to zero over the fade_steps before it. Validation always
+    # uses the full weight.
     "start_step": ((int,), 0),
     "ramp_steps": ((int,), 0),
+    "stop_step": ((int,), 0),
+    "fade_steps": ((int,), 0),
 }
+SCHEDULE_KEYS = ("start_step", "ramp_steps", "stop_step", "fade_steps")
 QUERY_SOURCES = ("text", "audio")
 # torch.optim / torch.optim.lr_scheduler classes by the names configs use.
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
@@ -175,10 +180,26 @@ def check_top_level(cfg: dict, lines: LineMap) -> None:
                                   f"must be {type_names(types)}, got {value!r}.")
         if "name" not in item:
             raise ConfigError(f"{lines.where('criterions', i)}: criterions[{i}] has no 'name'.")
-        for key in ("start_step", "ramp_steps"):
+        for key in SCHEDULE_KEYS:
             if item.get(key, 0) < 0:
                 raise ConfigError(f"{lines.where('criterions', i, key)}: 'criterions[{i}].{key}' "
                                   f"must be >= 0, got {item[key]!r}.")
+        _check_schedule(item, i, lines)
+
+
+def _check_schedule(item: dict, i: int, lines: LineMap) -> None:
+    """A term's cool-down must begin after its warm-up has ended."""
+    stop, fade = item.get("stop_step", 0), item.get("fade_steps", 0)
+    if fade and not stop:
+        raise ConfigError(f"{lines.where('criterions', i, 'fade_steps')}: "
+                          f"'criterions[{i}].fade_steps' needs 'criterions[{i}].stop_step' "
+                          f"(the step the term is off from).")
+    warm = item.get("start_step", 0) + item.get("ramp_steps", 0)
+    if stop and stop - fade < warm:
+        raise ConfigError(f"{lines.where('criterions', i, 'stop_step')}: "
+                          f"'criterions[{i}].stop_step' - fade_steps = {stop - fade} is before "
+                          f"the end of the warm-up (start_step + ramp_steps = {warm}); "
+                          f"fade the term out after it has warmed up.")
 
 
 def _check_range(section: str, key: str, value: Any, lines: LineMap) -> None:

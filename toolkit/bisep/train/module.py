@@ -20,7 +20,7 @@ import logging
 import pytorch_lightning as pl
 import torch
 
-from bisep.config import OPTIMIZERS, SCHEDULERS
+from bisep.config import OPTIMIZERS, SCHEDULE_KEYS, SCHEDULERS
 from bisep.losses.sdr import neg_sdr
 from bisep.registry import get_registry
 from bisep.separators.base import Conditioning
@@ -58,13 +58,13 @@ class SeparationModule(pl.LightningModule):
                 f"data.query_source: text or a separator without token conditioning")
         self.terms = torch.nn.ModuleList()
         self.term_specs: list[tuple[str, float, list[str], list[str]]] = []
-        self.term_schedules: list[tuple[int, int]] = []
+        self.term_schedules: list[tuple[int, int, int, int]] = []
         for item in config["criterions"]:
             term = registry.build("loss", item["name"], **item["conf"])
             required, optional = term_inputs(term, item["name"])
             self.terms.append(term)
             self.term_specs.append((item["name"], item["weight"], required, optional))
-            self.term_schedules.append((item.get("start_step", 0), item.get("ramp_steps", 0)))
+            self.term_schedules.append(tuple(item.get(key, 0) for key in SCHEDULE_KEYS))
         # For any conditioner (plugins may not cache); mini_clap's own serves use outside training.
         self._text_cache: dict[str, tuple] = {}
         self.wants_tokens = (self.separator.uses_tokens
@@ -108,12 +108,14 @@ class SeparationModule(pl.LightningModule):
     # -- losses ---------------------------------------------------------------------------
     def term_factor(self, index: int, step: int | None) -> float:
         """How much of its weight term ``index`` has at ``step`` (``None``: all of it)."""
-        start, ramp = self.term_schedules[index]
-        if step is None or step >= start + ramp:
+        start, ramp, stop, fade = self.term_schedules[index]
+        if step is None:
             return 1.0
-        if step < start:
+        if step < start or (stop and step >= stop):
             return 0.0
-        return (step - start + 1) / (ramp + 1)
+        warm = 1.0 if step >= start + ramp else (step - start + 1) / (ramp + 1)
+        cool = 1.0 if not stop or step < stop - fade else (stop - step) / (fade + 1)
+        return min(warm, cool)
 
     def compute_losses(self, batch: dict, step: int | None = None
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
