@@ -40,6 +40,11 @@ phrase queries of each MoM (the predict time is the encode+predict time minus th
 time), and the same B*N*K masks with the encoder run once per query (``encode`` on B*N*K
 copies, one query each). Times are the best of ``--repeats``.
 
+As in ``bisep train``, ``trainer.keep_freed_memory`` (default true) has glibc's malloc keep
+freed memory for the next step (:mod:`bisep.train.allocator`); the header says whether it
+took. Pass ``trainer.keep_freed_memory=false`` to time the steps with the allocator as the
+system set it: it is process-wide, so the two settings are two runs.
+
 ``OMP_WAIT_POLICY=PASSIVE`` is set unless the environment sets it: on cores shared with
 other jobs, OpenMP threads spinning while they wait made 2-thread runs several times slower
 than 1-thread ones.
@@ -94,12 +99,15 @@ def build(mode: str, overrides: list[str], data: Path, dump: Path, batches: int)
     from bisep.config import load_config
     from bisep.train.datamodule import MoMDataModule
     from bisep.train.fit import check_mode
+    from bisep.train.allocator import keep_freed_memory
     from bisep.train.module import SeparationModule
 
     config = load_config(CONF_DIR / MODES[mode], ["conditioner_conf.checkpoint=null", *overrides])
     config = dict(config, mode=check_mode(config))
     if config["mode"] != mode:
         raise SystemExit(f"{MODES[mode]} says mode {config['mode']}, expected {mode}")
+    if config["trainer"]["keep_freed_memory"]:  # as bisep.train.fit.fit
+        keep_freed_memory()
     torch.manual_seed(config["seed"])
     try:  # MiniLM's "Loading weights" bar, once per mode
         from transformers.utils import logging as hf_logging
@@ -282,6 +290,8 @@ def main() -> None:
                         help="the unsupervised mode only, 1 s clips, one timed step: "
                              "checks the script, the times mean little")
     args = parser.parse_args()
+    from bisep.train.allocator import keep_freed_memory
+
     if args.smoke:
         args.modes, args.clip_seconds, args.repeats = ["unsupervised"], 1.0, 1
     torch.set_num_threads(args.threads)
@@ -295,7 +305,12 @@ def main() -> None:
               f"{time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.2f}",
               flush=True)
         built = {m: build(m, args.overrides, data, dump, args.repeats + 1) for m in modes}
-        print(f"modules built at {time.perf_counter() - start:.0f} s", flush=True)
+        # The call is idempotent: asked again, it says whether build()'s took.
+        kept = (built["unsupervised"][0].config["trainer"]["keep_freed_memory"]
+                and keep_freed_memory())
+        allocator = "glibc keeps freed memory" if kept else "as the system set it"
+        print(f"modules built at {time.perf_counter() - start:.0f} s; allocator: {allocator}",
+              flush=True)
         times = {m: [] for m in modes}
         for r in range(args.repeats + 1):
             for m in modes:

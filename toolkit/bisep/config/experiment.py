@@ -8,7 +8,7 @@ from bisep.config.schema import CRITERION_KEYS, SECTIONS
 # Keys that say how a run uses the machine, not what it computes: a run may resume with
 # other values, and runs that differ only in them are the same experiment.
 RESOURCE_KEYS = (("data", "num_workers"), ("data", "cache_audio"), ("trainer", "num_threads"),
-                 ("trainer", "progress_bar"))
+                 ("trainer", "progress_bar"), ("trainer", "keep_freed_memory"))
 # Section keys added after configs were first written: a recorded config.yaml without one
 # meant its default, so comparing runs fills it in (a run resumes, runs group into arms).
 LATER_KEYS = (("data", "query_source"),)

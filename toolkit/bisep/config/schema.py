@@ -61,6 +61,8 @@ TRAINER_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "num_threads": ((int, type(None)), None),
     "scheduler_interval": ((str,), "step"),
     "progress_bar": ((bool,), True),
+    # glibc's malloc keeps freed memory for the next step (bisep.train.allocator).
+    "keep_freed_memory": ((bool,), True),
 }
 # Beyond the paper: a judge that keeps learning during weak training
 # (bisep.train.judge_update). every: 0 keeps the query encoder frozen, as the paper does.

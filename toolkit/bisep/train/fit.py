@@ -31,6 +31,7 @@ import torch
 from bisep import checkpoint as ckpt_io
 from bisep.config import ConfigError, dump, experiment_part, monitor_mode, safe_load
 from bisep.atomic import write_text_atomic
+from bisep.train.allocator import keep_freed_memory
 from bisep.train.inputs import PHRASE_INPUTS, SOURCE_INPUTS, term_inputs
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
     trainer_conf = config["trainer"]
     if trainer_conf["num_threads"]:
         torch.set_num_threads(trainer_conf["num_threads"])
+    if trainer_conf["keep_freed_memory"]:
+        keep_freed_memory()
     resume_from = resume_point(exp_dir, config)
     if resume_from is not None:  # a bad file fails before the model and data are built
         step = read_lightning_checkpoint(resume_from)["global_step"]
