@@ -317,6 +317,10 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
     assert faded == configs["train_weak_no_crl_long"]["criterions"][0]
     assert (fade["criterions"][0]["stop_step"], fade["criterions"][0]["fade_steps"]) == (2400, 1200)
     assert fade["trainer"]["monitor"] == "val/mix_separate"
+    short = configs["train_weak_no_crl_fade"]
+    assert (short["criterions"][0]["stop_step"], short["criterions"][0]["fade_steps"]) == (800, 400)
+    assert {**short, "criterions": configs["train_weak_no_crl"]["criterions"],
+            "trainer": configs["train_weak_no_crl"]["trainer"]} == configs["train_weak_no_crl"]
     audio_long = configs["train_unsup_audio_long"]
     assert audio_long["trainer"]["max_steps"] == audio_long["scheduler_conf"]["T_max"] == 4800
     assert {**audio_long, "trainer": configs["train_unsup_long"]["trainer"],
@@ -336,7 +340,7 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
     plan = subprocess.run([sys.executable, "local/full_plan.py", "--conf", "conf/screen.yaml"],
                           cwd=recipe, capture_output=True, text=True, check=True).stdout
     tags = [line.split("\t")[1] for line in plan.splitlines() if line.startswith("run\t")]
-    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 30
+    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 31
     # The semi-supervised arm with stems in half of its MoMs, on its own plan.
     lines = plan.splitlines()
     assert any(line.startswith("run\tsemi_snr_no_crl_m50\t") and "dump_semi50" in line
