@@ -99,15 +99,12 @@ def build(mode: str, overrides: list[str], data: Path, dump: Path, batches: int)
     from bisep.config import load_config
     from bisep.train.datamodule import MoMDataModule
     from bisep.train.fit import check_mode
-    from bisep.train.allocator import keep_freed_memory
     from bisep.train.module import SeparationModule
 
     config = load_config(CONF_DIR / MODES[mode], ["conditioner_conf.checkpoint=null", *overrides])
     config = dict(config, mode=check_mode(config))
     if config["mode"] != mode:
         raise SystemExit(f"{MODES[mode]} says mode {config['mode']}, expected {mode}")
-    if config["trainer"]["keep_freed_memory"]:  # as bisep.train.fit.fit
-        keep_freed_memory()
     torch.manual_seed(config["seed"])
     try:  # MiniLM's "Loading weights" bar, once per mode
         from transformers.utils import logging as hf_logging
@@ -305,7 +302,7 @@ def main() -> None:
               f"{time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.2f}",
               flush=True)
         built = {m: build(m, args.overrides, data, dump, args.repeats + 1) for m in modes}
-        # The call is idempotent: asked again, it says whether build()'s took.
+        # As bisep.train.fit.fit, before the first step (the overrides are every mode's).
         kept = (built["unsupervised"][0].config["trainer"]["keep_freed_memory"]
                 and keep_freed_memory())
         allocator = "glibc keeps freed memory" if kept else "as the system set it"

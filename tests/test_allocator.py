@@ -39,6 +39,7 @@ def test_freed_memory_is_reused_by_the_next_step_without_page_faults():
     # And once the heap has settled, a step reuses its pages without faulting.
     assert max(kept[3:]) < 1000
 
+
 def test_elsewhere_it_does_nothing(monkeypatch):
     from bisep.train import allocator
 

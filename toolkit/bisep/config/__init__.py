@@ -31,15 +31,15 @@ from bisep.config.experiment import LATER_KEYS, RESOURCE_KEYS, experiment_part
 from bisep.config.resolution import check_builds, load_config, resolve
 from bisep.config.schema import (CHOICES, CRITERION_KEYS, DATA_KEYS, MINIMUMS, MODES, MONITORS,
                                  OPTIMIZERS, QUERY_SOURCES, SCHEDULE_KEYS, SCHEDULERS, SECTIONS,
-                                 SEED_RANGE, TOP_LEVEL, TRAINER_KEYS, check_monitor, check_top_level,
-                                 monitor_mode)
+                                 SEED_RANGE, TOP_LEVEL, TRAINER_KEYS, check_monitor,
+                                 check_top_level, monitor_mode)
 from bisep.config.signatures import resolve_conf, signature_defaults
 from bisep.config.yaml_files import (MAX_YAML_NODES, LineMap, apply_overrides, dump, load_yaml,
                                      parse_override, safe_load)
 
 __all__ = ["CHOICES", "CRITERION_KEYS", "DATA_KEYS", "LATER_KEYS", "MAX_YAML_NODES", "MINIMUMS",
-           "MODES", "MONITORS", "OPTIMIZERS", "QUERY_SOURCES", "RESOURCE_KEYS", "SCHEDULE_KEYS", "SCHEDULERS",
-           "SECTIONS", "SEED_RANGE", "TOP_LEVEL", "TRAINER_KEYS", "ConfigError", "LineMap",
-           "apply_overrides", "check_builds", "check_monitor", "check_top_level", "dump",
-           "experiment_part", "load_config", "load_yaml", "monitor_mode", "parse_override", "resolve",
-           "resolve_conf", "safe_load", "signature_defaults"]
+           "MODES", "MONITORS", "OPTIMIZERS", "QUERY_SOURCES", "RESOURCE_KEYS", "SCHEDULE_KEYS",
+           "SCHEDULERS", "SECTIONS", "SEED_RANGE", "TOP_LEVEL", "TRAINER_KEYS", "ConfigError",
+           "LineMap", "apply_overrides", "check_builds", "check_monitor", "check_top_level",
+           "dump", "experiment_part", "load_config", "load_yaml", "monitor_mode", "parse_override",
+           "resolve", "resolve_conf", "safe_load", "signature_defaults"]

@@ -1,7 +1,7 @@
 """Keep freed memory in the process between training steps (glibc's malloc).
 
 A CPU training step allocates and frees the same large tensors every step: activations,
-their gradients, the weak step's phrase rows (8 to 20 MB each on the synth_music recipe).
+their gradients, the weak step's phrase rows (8 to 16 MB each on the synth_music recipe).
 With glibc's default settings, blocks over the mmap threshold come from fresh ``mmap``
 pages and freed memory at the top of the heap goes back to the system once it passes the
 trim threshold, so every step pays a page fault per 4 KiB the first time it writes those
