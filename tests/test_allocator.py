@@ -29,15 +29,16 @@ def faults(setting: str) -> list[int]:
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                     reason="mallopt is glibc's")
-def test_freed_memory_is_reused_by_the_next_step_without_page_faults():
+def test_freed_memory_is_reused_by_the_next_step():
     default, kept = faults("default"), faults("keep")
     # The first step faults its pages in either way (126 MiB: some 32,000 pages).
     assert default[0] > 20000 and kept[0] > 20000
     # With glibc's defaults the first step's blocks were mmap'd and went back to the system,
     # so the second step faults them in again from the heap; with the setting they stay.
+    # Later steps are not compared: glibc raises its mmap threshold after the first free, so
+    # the default often settles too, and either may fault a few thousand pages while the
+    # heap's holes settle (seen on a loaded CI machine).
     assert kept[1] < 0.5 * default[1]
-    # And once the heap has settled, a step reuses its pages without faulting.
-    assert max(kept[3:]) < 1000
 
 
 def test_elsewhere_it_does_nothing(monkeypatch):
