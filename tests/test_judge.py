@@ -348,6 +348,17 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
     assert any(line.startswith("plan\t") and "dump_semi50" in line
                and "--sup-mom-fraction 0.5" in line for line in lines)
     assert any(line.startswith("clap\t") for line in plan.splitlines())
+    # The screen decides on the validation compositions: every run is also scored there.
+    assert sum(line.startswith("eval\texp_valid\t") for line in lines) == 31
+    # The confirmation: three seeds of each arm, each also on validation and out of domain.
+    confirm = subprocess.run([sys.executable, "local/full_plan.py", "--conf", "conf/confirm.yaml"],
+                             cwd=recipe, capture_output=True, text=True, check=True).stdout
+    runs = [line.split("\t")[1] for line in confirm.splitlines() if line.startswith("run\t")]
+    assert len(runs) == 24 and {"weak_no_crl_fade_long_j2_s3", "unsup_audio_long_j2_s2",
+                                "sup_snr_f05_s3"} <= set(runs)
+    for folder, test_set in (("exp_valid", "--test_set valid"), ("exp_fluidr3", "--test_set test")):
+        evals = [line for line in confirm.splitlines() if line.startswith(f"eval\t{folder}\t")]
+        assert len(evals) == 24 and all(test_set in line for line in evals)
 
 
 def test_two_source_items_skip_items_without_references(tmp_path):

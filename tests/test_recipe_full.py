@@ -2,8 +2,9 @@
 
 A copy of egs/synth_music/bimodal (its scripts, with tests/recipe_tiny's configs) in a
 temporary repo tree that links to the real recipes/ and .venv; full.sh expands a small
-experiment list (two seeds of one arm, an arm on a second plan, an out-of-domain test set),
-runs them two at a time through the shared stages, and writes the reports.
+experiment list (two seeds of one arm, an arm on a second plan, the validation set and an
+out-of-domain test set), runs them two at a time through the shared stages, and writes the
+reports.
 """
 import json
 import os
@@ -49,6 +50,7 @@ def recipe(tmp_path_factory):
         "seeds": [7, 8],
         "data": {"data_ood": "conf/data_ood.yaml"},
         "plans": {"dump_f50": {"data": "data", "supervised_fraction": 0.5}},
+        "validation": {"exp_dir": "exp_valid"},
         "out_of_domain": {"data": "data_ood", "exp_dir": "exp_ood"},
         "runs": [{"config": "conf/train_weak.yaml"},
                  {"config": "conf/train_semi.yaml", "plan": "dump_f50", "suffix": "_f50",
@@ -68,13 +70,17 @@ def test_full_runs_every_arm_and_seed_and_reports_them(recipe):
     assert "dump_f50" in (exp / "semi_f50" / "data.json").read_text()
     results = (exp / "RESULTS.md").read_text()
     assert "## Over seeds" in results and "| weak | weak | 0% | 7, 8 |" in results
-    # Every model also separated and scored the out-of-domain test set, reported apart.
+    # Every model also separated and scored the validation and the out-of-domain sets, each
+    # reported in its own folder.
     for tag in ("weak", "weak_s8", "semi_f50"):
-        assert f"done {tag} (out of domain)" in out.stdout
-        ood = json.loads((recipe / "exp_ood" / tag / "scores" / "summary.json").read_text())
-        assert ood["items"]["scored"] == 8
-        assert (recipe / "exp_ood" / tag / "model.pth").resolve() == exp / tag / "model.pth"
-    assert "data_ood/test.jsonl" in (recipe / "exp_ood" / "RESULTS.md").read_text()
+        for folder, manifest, items in (("exp_valid", "data/valid.jsonl", 6),
+                                        ("exp_ood", "data_ood/test.jsonl", 8)):
+            assert f"done {tag} ({folder})" in out.stdout
+            scores = json.loads((recipe / folder / tag / "scores" / "summary.json").read_text())
+            assert scores["items"]["scored"] == items
+            assert (recipe / folder / tag / "model.pth").resolve() == exp / tag / "model.pth"
+            assert manifest in (recipe / folder / "RESULTS.md").read_text()
+            assert (exp / "full_logs" / f"{tag}.{folder}.log").is_file()
     # A second call finds every run finished: nothing is trained again.
     before = (exp / "weak" / "model.pth").stat().st_mtime_ns
     again = sh(recipe, "local/full.sh", "--jobs", "2")
@@ -89,6 +95,13 @@ def test_full_list_errors_name_the_file_and_key(recipe, tmp_path):
     out = sh(recipe, "local/full.sh", "--conf", bad, check=False)
     assert out.returncode != 0
     assert_mentions(out.stderr, f"{bad}:", "runs[1]", "plan 'nowhere'", "dump", "'plans'")
+    bad.write_text("validation: {exp_dir: exp}\nruns:\n  - {config: conf/train_weak.yaml}\n")
+    out = sh(recipe, "local/full.sh", "--conf", bad, check=False)
+    assert out.returncode != 0
+    assert_mentions(out.stderr, f"{bad}:", "validation", "exp_dir of their own")
+    bad.write_text("validation: exp_valid\nruns:\n  - {config: conf/train_weak.yaml}\n")
+    out = sh(recipe, "local/full.sh", "--conf", bad, check=False)
+    assert_mentions(out.stderr, f"{bad}:", "validation needs 'exp_dir'", "exp_valid")
     bad.write_text("runs:\n  - {config: conf/train_weak.yaml, sed: [1]}\n")
     out = sh(recipe, "local/full.sh", "--conf", bad, check=False)
     assert "unknown key(s) sed" in out.stderr

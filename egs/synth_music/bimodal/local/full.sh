@@ -4,11 +4,11 @@
 #   ./run.sh --stop_stage 3 && local/full.sh
 #
 # Steps: extra data sets (stage 1), extra plans (stage 2), extra query encoders (claps:
-# bisep train-clap), every run's stages 4-6 in
-# --jobs parallel jobs, then stage 7 (exp/RESULTS.md); with out_of_domain in the list,
-# every model also separates and scores that test set (stages 5-6, --jobs at a time) and
-# stage 7 reports them. Each step and run resumes where it stopped (run.sh's stages do),
-# so a stopped experiment is finished by running this again.
+# bisep train-clap), every run's stages 4-6 in --jobs parallel jobs, then stage 7
+# (exp/RESULTS.md); with validation or out_of_domain in the list, every model also
+# separates and scores that set into the set's exp folder (stages 5-6, --jobs at a time)
+# and stage 7 reports each folder. Each step and run resumes where it stopped (run.sh's
+# stages do), so a stopped experiment is finished by running this again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,23 +59,24 @@ done <<< "${runs}" | xargs -d '\n' -P "${jobs}" -n 1 bash -c || status=$?
 # requiring the recipe's default run, which the list need not contain.
 ./run.sh --stage 7 --train_configs "" --exp_dir "${exp_dir}" | tail -n 2
 
-# Out of domain: each finished model is linked into the other exp folder with what the
-# report reads, then separates and scores that folder's test set.
-ood_exp=$(grep -P '^ood_report\t' <<< "${plan}" | cut -f 2 || true)
-if [ -n "${ood_exp}" ]; then
-    log "out of domain: every model on $(grep -P '^ood\t' <<< "${plan}" | head -n 1 \
-        | grep -oP -- '--data_dir \S+'), into ${ood_exp}/"
-    while IFS=$'\t' read -r tag command; do
+# Extra test sets (validation, out of domain), one exp folder each: every finished model is
+# linked into the folder with what the report reads, then separates and scores the set there.
+evals=$(grep -P '^eval\t' <<< "${plan}" | cut -f 2- || true)
+for eval_exp in $(cut -f 1 <<< "${evals}" | awk 'NF && !seen[$0]++'); do
+    log "every model on $(grep -P "^\Q${eval_exp}\E\t" <<< "${evals}" | head -n 1 \
+        | grep -oP -- '--(data_dir|test_set) \S+' | paste -sd ' '), into ${eval_exp}/"
+    while IFS=$'\t' read -r set_exp tag command; do
+        [ "${set_exp}" = "${eval_exp}" ] || continue
         [ -f "${exp_dir}/${tag}/model.pth" ] || continue   # its training failed (above)
-        mkdir -p "${ood_exp}/${tag}"
+        mkdir -p "${eval_exp}/${tag}"
         for file in model.pth config.yaml data.json; do
-            ln -sfn "$(cd "${exp_dir}/${tag}" && pwd)/${file}" "${ood_exp}/${tag}/${file}"
+            ln -sfn "$(cd "${exp_dir}/${tag}" && pwd)/${file}" "${eval_exp}/${tag}/${file}"
         done
-        printf '%s\n' "if ${command} > ${logs}/${tag}.ood.log 2>&1; then echo '  done ${tag} (out of domain)'; else echo '  FAILED ${tag} out of domain: see ${logs}/${tag}.ood.log'; exit 1; fi"
-    done < <(grep -P '^ood\t' <<< "${plan}" | cut -f 2,3) \
-        | xargs -d '\n' -P "${jobs}" -n 1 bash -c || status=$?
-    ./run.sh --stage 7 --train_configs "" --exp_dir "${ood_exp}" | tail -n 2
-fi
+        set_log=${logs}/${tag}.${eval_exp//\//_}.log
+        printf '%s\n' "if ${command} > ${set_log} 2>&1; then echo '  done ${tag} (${eval_exp})'; else echo '  FAILED ${tag} in ${eval_exp}: see ${set_log}'; exit 1; fi"
+    done <<< "${evals}" | xargs -d '\n' -P "${jobs}" -n 1 bash -c || status=$?
+    ./run.sh --stage 7 --train_configs "" --exp_dir "${eval_exp}" | tail -n 2
+done
 log "finished in $(( ($(date +%s) - start) / 60 )) min"
 [ "${status}" -eq 0 ] || { echo "$0: some runs failed (listed above); fix and re-run" \
                                  "$0 to continue" >&2; exit 1; }

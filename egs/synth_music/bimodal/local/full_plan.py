@@ -1,9 +1,10 @@
 """Expand conf/full.yaml into the run.sh command lines of local/full.sh, one per line.
 
 Each line is ``KIND<TAB>COMMAND``: ``data`` (stage 1 of an extra data set), ``plan``
-(stage 2 of an extra plan), ``clap`` (an extra query encoder, skipped once trained), ``run`` (stages 4-6 of one tag) and ``ood`` (stages 5-6 of that
-tag's model on the out-of-domain test set); ``run`` and ``ood`` lines have the tag as their
-second field.
+(stage 2 of an extra plan), ``clap`` (an extra query encoder, skipped once trained), ``run``
+(stages 4-6 of one tag, with the tag as the second field) and ``eval`` (stages 5-6 of that
+tag's model on an extra test set: the validation compositions or the out-of-domain test
+set, with the set's exp folder and the tag as the second and third fields).
 Errors name the file and the key to fix, and exit with status 2.
 """
 import argparse
@@ -41,6 +42,33 @@ def tag_of(config: str, suffix: str) -> str:
     return Path(config).stem.removeprefix("train_") + suffix
 
 
+def extra_test_sets(conf: dict, path: Path, data_sets: dict, exp_dir: str) -> list[tuple]:
+    """The sets every model also separates and scores, each into its own exp folder, as
+    ``(test_set, data folder or None for the run's own, exp folder)``.
+
+    ``validation: {exp_dir}``: the validation compositions of the run's own data folder
+    (``valid.jsonl``), which the screen decides on. ``out_of_domain: {data, exp_dir}``: the
+    test compositions of an extra data set, rendered in another soundfont.
+    """
+    sets = []
+    validation = conf.get("validation")
+    if validation is not None:
+        if not (isinstance(validation, dict) and validation.get("exp_dir")):
+            fail(f"{path}: validation needs 'exp_dir', got {validation!r}")
+        sets.append(("valid", None, validation["exp_dir"]))
+    ood = conf.get("out_of_domain")
+    if ood is not None:
+        if not (isinstance(ood, dict) and ood.get("data") in data_sets and ood.get("exp_dir")):
+            fail(f"{path}: out_of_domain needs 'data' (a key of 'data') and 'exp_dir', got "
+                 f"{ood!r}")
+        sets.append(("test", ood["data"], ood["exp_dir"]))
+    exp_dirs = [exp_dir] + [exp for *_, exp in sets]
+    if len(set(exp_dirs)) != len(exp_dirs):
+        fail(f"{path}: validation and out_of_domain each need an exp_dir of their own, apart "
+             f"from the runs' {exp_dir}; got {', '.join(exp for *_, exp in sets)}")
+    return sets
+
+
 def commands(conf: dict, path: Path, run_sh: str, threads: int, exp_dir: str,
              python: str = "python3") -> list[str]:
     data_sets = conf.get("data") or {}
@@ -75,11 +103,7 @@ def commands(conf: dict, path: Path, run_sh: str, threads: int, exp_dir: str,
         lines.append("clap\t" + f"[ -f {shlex.quote(out)}/mini_clap.pth ] || " + shlex.join([
             python, "-m", "bisep", "train-clap", "--data-dir", "data", "--out-dir", out,
             "--conf", clap_config]))
-    ood = conf.get("out_of_domain")
-    if ood is not None:
-        if not (isinstance(ood, dict) and ood.get("data") in data_sets and ood.get("exp_dir")):
-            fail(f"{path}: out_of_domain needs 'data' (a key of 'data') and 'exp_dir', got "
-                 f"{ood!r}")
+    eval_sets = extra_test_sets(conf, path, data_sets, exp_dir)
     seen = set()
     for number, run in enumerate(conf["runs"], 1):
         where = f"{path}: runs[{number}]"
@@ -112,13 +136,11 @@ def commands(conf: dict, path: Path, run_sh: str, threads: int, exp_dir: str,
                 "--dump_dir", plan, "--exp_dir", exp_dir, "--train_configs", run["config"],
                 "--tag_suffix", suffix, *clap,
                 "--train_args", f"seed={seed} trainer.num_threads={threads}"]))
-            if ood is not None:
-                lines.append(f"ood\t{tag}\t" + shlex.join([
-                    run_sh, "--stage", "5", "--stop_stage", "6", "--data_dir", ood["data"],
-                    "--exp_dir", ood["exp_dir"], "--train_configs", run["config"],
-                    "--tag_suffix", suffix, *clap]))
-    if ood is not None:
-        lines.append(f"ood_report\t{ood['exp_dir']}")
+            for test_set, set_data, set_exp in eval_sets:
+                lines.append(f"eval\t{set_exp}\t{tag}\t" + shlex.join([
+                    run_sh, "--stage", "5", "--stop_stage", "6", "--data_dir", set_data or data,
+                    "--test_set", test_set, "--exp_dir", set_exp, "--train_configs",
+                    run["config"], "--tag_suffix", suffix, *clap]))
     return lines
 
 
