@@ -234,10 +234,10 @@ def run_benchmark(args, device: torch.device) -> bool:
                 times = {}
                 for impl, fn in impls.items():
                     if backward:
-                        def step(fn=fn):
+                        def step(fn=fn, spec=spec, logits=logits, inputs=inputs, grad=grad):
                             torch.autograd.grad(fn(spec, logits), inputs, grad)
                     else:
-                        def step(fn=fn):
+                        def step(fn=fn, spec=spec, logits=logits):
                             with torch.no_grad():
                                 fn(spec, logits)
                     times[impl] = timer(step)
@@ -252,7 +252,8 @@ def run_benchmark(args, device: torch.device) -> bool:
                 near_peak = peak is not None and \
                     size / times["triton"] / 1e9 >= TARGET_FRACTION * peak
                 met &= fast_enough and near_peak and len(times) == 4
-            del spec, logits, grad
+            # Free this shape's tensors before the next shape's are made.
+            del spec, logits, grad, inputs, step
     return met
 
 
