@@ -337,8 +337,11 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
         assert art["judge_update"]["judge_conf"] == {"artefact_targets": True}
         assert {**art, "judge_update": online["judge_update"]} == online
     assert configs["train_unsup_audio"]["data"]["query_source"] == "audio"
-    plan = subprocess.run([sys.executable, "local/full_plan.py", "--conf", "conf/screen.yaml"],
-                          cwd=recipe, capture_output=True, text=True, check=True).stdout
+    def expand(experiment_list: str) -> str:
+        return subprocess.run([sys.executable, "local/full_plan.py", "--conf", experiment_list],
+                              cwd=recipe, capture_output=True, text=True, check=True).stdout
+
+    plan = expand("conf/screen.yaml")
     tags = [line.split("\t")[1] for line in plan.splitlines() if line.startswith("run\t")]
     assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 31
     # The semi-supervised arm with stems in half of its MoMs, on its own plan.
@@ -351,8 +354,7 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
     # The screen decides on the validation compositions: every run is also scored there.
     assert sum(line.startswith("eval\texp_valid\t") for line in lines) == 31
     # The confirmation: three seeds of each arm, each also on validation and out of domain.
-    confirm = subprocess.run([sys.executable, "local/full_plan.py", "--conf", "conf/confirm.yaml"],
-                             cwd=recipe, capture_output=True, text=True, check=True).stdout
+    confirm = expand("conf/confirm.yaml")
     runs = [line.split("\t")[1] for line in confirm.splitlines() if line.startswith("run\t")]
     assert len(runs) == 24 and {"weak_no_crl_fade_long_j2_s3", "unsup_audio_long_j2_s2",
                                 "sup_snr_f05_s3"} <= set(runs)
