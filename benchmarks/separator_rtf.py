@@ -6,6 +6,7 @@ cost of extra queries.
     python benchmarks/separator_rtf.py --seconds 16.38 --rtf-only   # paper preset vs before
     python benchmarks/separator_rtf.py --seconds 8.19 --rtf-only --compile   # + torch.compile
     python benchmarks/separator_rtf.py --smoke          # tiny sizes: checks the script
+    python benchmarks/separator_rtf.py --device cuda    # on a GPU
 
 Every model separates the same audio in 131,070-sample chunks (the paper's clip size,
 as its demo does) with one query, in inference mode. The reference is a Conv-TasNet
@@ -26,6 +27,10 @@ The second table times one chunk: ``encode`` (once per mixture) against
 single-query runs (what sharing the query-independent part buys). The third times a
 training step of the separator alone (8 mixtures x 6 queries of 3 s, forward and
 backward; no conditioner, no loss), which is what decides whether a preset trains on CPU.
+
+With ``--device cuda`` every model, input and query lives on the GPU and each timer waits
+for the GPU's queued work (``torch.cuda.synchronize``); the CPU-time column then only says
+how busy the launching thread was.
 """
 from __future__ import annotations
 
@@ -43,6 +48,14 @@ from bisep.separators.film_masknet import FiLMMaskNet
 
 CHUNK = 131070
 SR = 16000
+DEVICE = torch.device("cpu")  # set by --device
+
+
+def now() -> float:
+    """Wall seconds, after the GPU's queued work (if any) is done."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+    return time.perf_counter()
 
 
 # -- cond_unet as it was before its speed work (frozen copy) ---------------------------
@@ -195,10 +208,10 @@ def make_conditioning(model, queries: int, seed: int = 0) -> Conditioning:
     g = torch.Generator().manual_seed(seed)
     emb = F.normalize(torch.randn(1, queries, model.query_dim, generator=g), dim=-1)
     if not getattr(model, "sca", None):
-        return Conditioning(emb)
+        return Conditioning(emb.to(DEVICE))
     tokens = torch.randn(1, queries, 77, model.token_dim, generator=g)
     mask = (torch.arange(77) < 25).expand(1, queries, 77)
-    return Conditioning(emb, tokens, mask)
+    return Conditioning(emb.to(DEVICE), tokens.to(DEVICE), mask.to(DEVICE))
 
 
 def tasnet_like(target: int, max_blocks: int = 8, max_repeats: int = 4):
@@ -227,10 +240,10 @@ def run_chunked(separate, wav: torch.Tensor, chunk: int = CHUNK) -> tuple[float,
     paper's demo does."""
     length = wav.shape[-1]
     padded = F.pad(wav, (0, -length % chunk))
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu = now(), time.process_time()
     outs = [separate(piece) for piece in padded.split(chunk, dim=-1)]
     torch.cat(outs, dim=-1)[..., :length]
-    return time.perf_counter() - start, time.process_time() - cpu
+    return now() - start, time.process_time() - cpu
 
 
 @torch.inference_mode()
@@ -239,9 +252,9 @@ def query_costs(model, wav: torch.Tensor, repeats: int) -> dict[str, float]:
     def best(fn):
         times = []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = now()
             out = fn()
-            times.append(time.perf_counter() - start)
+            times.append(now() - start)
         return min(times), out
 
     def encode():
@@ -262,16 +275,17 @@ def train_step_seconds(model, repeats: int, batch: int = 8, queries: int = 6,
     """Best-of-``repeats`` seconds of one separator forward + backward in train mode (a
     weak-supervision step's separator share: ``batch`` mixtures, ``queries`` each)."""
     model.train()
-    wav = 0.1 * torch.randn(batch, int(seconds * SR), generator=torch.Generator().manual_seed(2))
+    wav = 0.1 * torch.randn(batch, int(seconds * SR),
+                            generator=torch.Generator().manual_seed(2)).to(DEVICE)
     query = make_conditioning(model, queries)
     query = Conditioning(*(None if t is None else t.expand(batch, *t.shape[1:])
                     for t in (query.embedding, query.tokens, query.token_mask)))
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = now()
         _, mag = model.analyze(wav)
         model.predict_masks(model.encode(mag), query).mean().backward()
-        times.append(time.perf_counter() - start)
+        times.append(now() - start)
         model.zero_grad(set_to_none=True)
     model.eval()
     return min(times)
@@ -293,7 +307,11 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true",
                         help="small presets only, 1 s in 16384-sample chunks, one repeat, a "
                              "tiny training step: checks the script, the times mean little")
+    parser.add_argument("--device", type=torch.device, default=torch.device("cpu"),
+                        help="where the models run: cpu (default) or cuda[:N]")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     chunk, step = CHUNK, {}
@@ -317,11 +335,13 @@ def main() -> None:
                                                  *((2, 1) if args.smoke else ()))
     ref_name = f"ConvTasNet ({n_blocks}x{n_repeats} blocks)"
     for model in (*models.values(), reference):
-        model.eval()
+        model.to(DEVICE).eval()
 
-    wav = 0.1 * torch.randn(1, int(args.seconds * SR), generator=torch.Generator().manual_seed(1))
+    wav = 0.1 * torch.randn(1, int(args.seconds * SR),
+                            generator=torch.Generator().manual_seed(1)).to(DEVICE)
     duration = wav.shape[-1] / SR
-    print(f"torch {torch.__version__}, {args.threads} threads, {duration:.1f} s of audio in "
+    gpu = f" on {torch.cuda.get_device_name(DEVICE)}" if DEVICE.type == "cuda" else ""
+    print(f"torch {torch.__version__}, {args.threads} threads{gpu}, {duration:.1f} s of audio in "
           f"{chunk}-sample chunks; load average {os.getloadavg()[0]:.2f}")
 
     separators = {name: one_query(model) for name, model in models.items()}

@@ -6,6 +6,7 @@ running the separator's encoder once per mixture (not once per query) saves.
     python benchmarks/train_step.py separator=cond_unet separator_conf.preset=small \\
         separator_conf.token_dim=384                     # overrides applied to every config
     python benchmarks/train_step.py --smoke              # unsupervised only, 1 s clips, 1 step
+    python benchmarks/train_step.py --device cuda        # on a GPU (wall times, synchronised)
 
 Data: a tiny synth_music corpus is rendered with the real data code, ``bisep prepare
 synth_music DIR --conf tests/recipe_tiny/data.yaml duration=--clip-seconds`` (24 training
@@ -45,6 +46,10 @@ freed memory for the next step (:mod:`bisep.train.allocator`); the header says w
 took. Pass ``trainer.keep_freed_memory=false`` to time the steps with the allocator as the
 system set it: it is process-wide, so the two settings are two runs.
 
+With ``--device cuda`` the modules and batches are moved to the GPU (as Lightning moves
+them), every timer waits for the GPU (``torch.cuda.synchronize``), and the "CPU" columns and
+the breakdown are synchronised wall seconds instead: CPU time says nothing about GPU work.
+
 ``OMP_WAIT_POLICY=PASSIVE`` is set unless the environment sets it: on cores shared with
 other jobs, OpenMP threads spinning while they wait made 2-thread runs several times slower
 than 1-thread ones.
@@ -53,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import os
 import statistics
 import subprocess
@@ -74,6 +80,27 @@ CONF_DIR = ROOT / "egs" / "synth_music" / "bimodal" / "conf"
 MODES = {"unsupervised": "train_unsup.yaml", "weak": "train_weak.yaml",
          "supervised": "train_sup.yaml", "semi": "train_semi.yaml"}
 SOURCES = {"supervised": "all", "semi": "sup"}  # as bisep.train.fit.fit
+DEVICE = torch.device("cpu")  # set by --device
+
+
+def clock() -> float:
+    """CPU seconds of all threads; on a GPU, wall seconds once its queued work is done."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+        return time.perf_counter()
+    return time.process_time()
+
+
+def wall() -> float:
+    """Wall seconds, after the GPU's queued work (if any) is done."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+    return time.perf_counter()
+
+
+def to_device(batch: dict) -> dict:
+    """The batch's tensors on :data:`DEVICE` (phrases and ids stay as they are)."""
+    return {k: v.to(DEVICE) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def bisep_cli(*args: str) -> None:
@@ -115,25 +142,26 @@ def build(mode: str, overrides: list[str], data: Path, dump: Path, batches: int)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="mini_clap was built without a checkpoint")
         module = SeparationModule(config)
-    module.train()
+    module.to(DEVICE).train()
     optimizer = module.configure_optimizers()
     if isinstance(optimizer, dict):
         optimizer = optimizer["optimizer"]
     datamodule = MoMDataModule(data, dump, config["data"], sources=SOURCES.get(mode, "none"),
                                sample_rate=module.separator.sample_rate, seed=config["seed"])
     datamodule.setup("fit")
-    loader = iter(datamodule.train_dataloader())
-    return module, optimizer, [next(loader) for _ in range(batches)]
+    # The plan's epochs one after another, as training reads them, for any --repeats.
+    loader = (batch for epoch in itertools.count() for batch in datamodule.train_dataloader())
+    return module, optimizer, [to_device(next(loader)) for _ in range(batches)]
 
 
 def step(module, optimizer, batch) -> tuple[float, float]:
-    """Wall and CPU seconds (all threads) of one optimisation step."""
-    start, cpu = time.perf_counter(), time.process_time()
+    """Wall and CPU seconds (all threads; on a GPU, both wall) of one optimisation step."""
+    start, cpu = wall(), clock()
     total, _ = module.compute_losses(batch)
     total.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return time.perf_counter() - start, time.process_time() - cpu
+    return wall() - start, clock() - cpu
 
 
 # Stage order of the breakdown: forward stages in the order they are forced, then backward.
@@ -172,25 +200,25 @@ def step_breakdown(module, optimizer, batch) -> dict[str, float]:
     if wanted & {"phrase_audio_emb", "source_estimates"}:
         wanted.add("phrase_wavs")
     seconds = dict.fromkeys(STAGES, 0.0)
-    start = time.process_time()
+    start = clock()
     for stage, names in FORWARD_STAGES.items():
         for name in names:
             if name in wanted or name == "features":
                 inputs[name]
-        now = time.process_time()
+        now = clock()
         seconds[stage], start = now - start, now
     total = 0.0
     for term, (name, weight, required, optional) in zip(module.terms, module.term_specs):
         if SOURCE_INPUTS.intersection(required) and "sources" not in batch:
             continue
         total = total + weight * term(**inputs.kwargs_for(required, optional))
-    now = time.process_time()
+    now = clock()
     seconds["losses forward"], start = now - start, now
 
     marks = {}
     def mark(stage):
         def hook(grad):
-            marks.setdefault(stage, time.process_time())
+            marks.setdefault(stage, clock())
         return hook
     boundaries = {"losses backward": ("phrase_audio_emb",),
                   "query encoder backward": ("row_wavs",),
@@ -200,7 +228,7 @@ def step_breakdown(module, optimizer, batch) -> dict[str, float]:
             if name in inputs._cache and inputs._cache[name].requires_grad:
                 inputs._cache[name].register_hook(mark(stage))
     total.backward()
-    end = time.process_time()
+    end = clock()
     previous = start
     for stage in BACKWARD_STAGES[:-1]:
         if stage in marks:
@@ -208,7 +236,7 @@ def step_breakdown(module, optimizer, batch) -> dict[str, float]:
     seconds["separator backward"] = end - previous
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    seconds["optimizer step"] = time.process_time() - end
+    seconds["optimizer step"] = clock() - end
     return seconds
 
 
@@ -261,9 +289,9 @@ def per_query_costs(module, batch, repeats: int) -> dict:
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeats + 1):  # the first round warms up
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = wall()
             fn()
-            seconds = time.perf_counter() - start
+            seconds = wall() - start
             sep.zero_grad(set_to_none=True)
             if _:
                 best[name] = min(best[name], seconds)
@@ -286,7 +314,11 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true",
                         help="the unsupervised mode only, 1 s clips, one timed step: "
                              "checks the script, the times mean little")
+    parser.add_argument("--device", type=torch.device, default=torch.device("cpu"),
+                        help="where the steps run: cpu (default) or cuda[:N]")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
     from bisep.train.allocator import keep_freed_memory
 
     if args.smoke:
@@ -298,7 +330,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bisep_trainstep_") as tmp:
         work = args.work_dir or Path(tmp)
         data, dump = make_data(work, args.clip_seconds, num_moms=64)
-        print(f"torch {torch.__version__}, {args.threads} threads; data rendered in "
+        gpu = f" on {torch.cuda.get_device_name(DEVICE)}" if DEVICE.type == "cuda" else ""
+        print(f"torch {torch.__version__}, {args.threads} threads{gpu}; data rendered in "
               f"{time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.2f}",
               flush=True)
         built = {m: build(m, args.overrides, data, dump, args.repeats + 1) for m in modes}
@@ -327,7 +360,8 @@ def main() -> None:
           f"of {first['mom'].shape[-1] / module.separator.sample_rate:g} s, "
           f"N={len(first['phrases'][0])} K={len(first['phrases'][0][0])}; "
           f"{args.repeats} timed steps per mode")
-    print(f"{'mode':13s} {'mean s':>7s} {'best s':>7s} {'x unsup':>8s} {'CPU s':>7s} "
+    second = "sync s" if DEVICE.type == "cuda" else "CPU s"
+    print(f"{'mode':13s} {'mean s':>7s} {'best s':>7s} {'x unsup':>8s} {second:>7s} "
           f"{'x unsup':>8s}  loss terms")
     ref = sum(wall for wall, _ in times["unsupervised"]) / args.repeats
     ref_cpu = sum(cpu for _, cpu in times["unsupervised"]) / args.repeats
@@ -343,7 +377,8 @@ def main() -> None:
         print(f"{m:13s} {mean:7.2f} {min(w for w, _ in times[m]):7.2f} {mean / ref:8.2f} "
               f"{cpu:7.2f} {cpu / ref_cpu:8.2f}  {terms}")
 
-    print(f"\nstep breakdown, CPU seconds (median of {args.repeats} steps; backward split at "
+    print(f"\nstep breakdown, {'synchronised wall' if DEVICE.type == 'cuda' else 'CPU'} "
+          f"seconds (median of {args.repeats} steps; backward split at "
           f"the gradients of the phrase embeddings, waveforms and masks)")
     print(f"  {'stage':26s}" + "".join(f" {m:>12s}" for m in modes))
     for stage in (*STAGES, "total"):

@@ -85,8 +85,9 @@ CASES = {
 }
 
 
-def make_inputs(name: str):
-    """Deterministic (spec, mask, upstream gradient) for a case, in its layout."""
+def make_inputs(name: str, device: str = "cpu"):
+    """Deterministic (spec, mask, upstream gradient) for a case, in its layout, on ``device``
+    (the same values on every device)."""
     fn, (B, Q, F, T), spec_dtype, mask_dtype, layout, spec_grad, mask_grad, upstream, *_ = \
         CASES[name]
     spec_dtype, mask_dtype = getattr(torch, spec_dtype), getattr(torch, mask_dtype)
@@ -97,7 +98,7 @@ def make_inputs(name: str):
         # Drawn in double precision and cast before the layout views are taken, since a
         # cast of a non-dense view would come back contiguous.
         wide = torch.complex128 if dtype.is_complex else torch.float64
-        return torch.randn(*shape, dtype=wide, generator=gen).to(dtype)
+        return torch.randn(*shape, dtype=wide, generator=gen).to(dtype).to(device)
 
     if layout.startswith("stft"):
         spec = base((B, T, F), spec_dtype).transpose(1, 2)
@@ -114,7 +115,7 @@ def make_inputs(name: str):
         mask *= scale
         if fn == "logits" and mask.numel():
             # Saturated logits: the sigmoid and its gradient must stay finite.
-            mask[0, 0, 0, :4] = torch.tensor([100.0, -100.0, 30.0, -30.0])[:T]
+            mask[0, 0, 0, :4] = torch.tensor([100.0, -100.0, 30.0, -30.0])[:T].to(device)
     grad = base((B, Q, F, T), spec_dtype)
     if upstream == "transposed":
         grad = grad.transpose(2, 3).contiguous().transpose(2, 3)
@@ -125,9 +126,9 @@ def make_inputs(name: str):
     return spec.requires_grad_(spec_grad), mask.requires_grad_(mask_grad), grad
 
 
-def run_case(name: str, backend: str):
+def run_case(name: str, backend: str, device: str = "cpu"):
     """Output and gradients (spec, mask; None where not required) of one case."""
-    spec, mask, grad = make_inputs(name)
+    spec, mask, grad = make_inputs(name, device)
     fn = apply_mask_logits if CASES[name][0] == "logits" else apply_mask
     out = fn(spec, mask, backend=backend)
     inputs = [x for x in (spec, mask) if x.requires_grad]
@@ -227,15 +228,14 @@ def test_kernels_really_ran_and_import_is_lazy(kernel_results):
     assert kernel_results["imported_by_triton_path"]
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_kernel_matches_torch(name, kernel_results):
-    out, grads = kernel_results["cases"][name]
+def assert_matches_torch(name, out, grads):
+    """The case's output and gradients equal the CPU torch path's within its tolerances."""
     ref_out, ref_grads = run_case(name, "torch")
     *_, value_tol, grad_tol = CASES[name]
     assert out.dtype == ref_out.dtype and out.shape == ref_out.shape
     atol, rtol = TOL[value_tol]
     # Compared as real views: CPU torch lacks most complex32 operators.
-    torch.testing.assert_close(torch.view_as_real(out), torch.view_as_real(ref_out),
+    torch.testing.assert_close(torch.view_as_real(out).cpu(), torch.view_as_real(ref_out),
                                atol=atol, rtol=rtol)
     atol, rtol = TOL[grad_tol]
     for grad, ref in zip(grads, ref_grads):
@@ -245,7 +245,24 @@ def test_kernel_matches_torch(name, kernel_results):
             if grad.is_complex():
                 grad, ref = torch.view_as_real(grad), torch.view_as_real(ref)
             assert torch.isfinite(grad).all()
-            torch.testing.assert_close(grad, ref, atol=atol, rtol=rtol)
+            torch.testing.assert_close(grad.cpu(), ref, atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_kernel_matches_torch(name, kernel_results):
+    assert_matches_torch(name, *kernel_results["cases"][name])
+
+
+# The interpreter runs the kernels' arithmetic, not the GPU compiler's code: where a GPU
+# is present (never in CI), the compiled kernels are checked against the same reference.
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", list(CASES))
+def test_compiled_kernel_on_gpu_matches_torch(name):
+    spec, _, _ = make_inputs(name, "cuda")
+    assert resolve_backend("auto", spec) == "triton"
+    out, grads = run_case(name, "triton", "cuda")
+    assert out.is_cuda
+    assert_matches_torch(name, out, grads)
 
 
 def test_kernel_layouts(kernel_results):
