@@ -321,6 +321,13 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
     assert (short["criterions"][0]["stop_step"], short["criterions"][0]["fade_steps"]) == (800, 400)
     assert {**short, "criterions": configs["train_weak_no_crl"]["criterions"],
             "trainer": configs["train_weak_no_crl"]["trainer"]} == configs["train_weak_no_crl"]
+    for name, ref, start, ramp in (("train_weak_no_crl_late", "train_weak_no_crl", 800, 100),
+                                   ("train_weak_no_crl_late_long", "train_weak_no_crl_long",
+                                    3600, 400)):
+        late, early = configs[name]["criterions"][0], configs[ref]["criterions"][0]
+        assert (late["start_step"], late["ramp_steps"]) == (start, ramp)
+        assert {k: v for k, v in late.items() if k not in ("start_step", "ramp_steps")} == early
+        assert {**configs[name], "criterions": configs[ref]["criterions"]} == configs[ref]
     audio_long = configs["train_unsup_audio_long"]
     assert audio_long["trainer"]["max_steps"] == audio_long["scheduler_conf"]["T_max"] == 4800
     assert {**audio_long, "trainer": configs["train_unsup_long"]["trainer"],
@@ -343,7 +350,7 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
 
     plan = expand("conf/screen.yaml")
     tags = [line.split("\t")[1] for line in plan.splitlines() if line.startswith("run\t")]
-    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 31
+    assert "weak_judge1" in tags and "unsup_audio" in tags and len(tags) == 33
     # The semi-supervised arm with stems in half of its MoMs, on its own plan.
     lines = plan.splitlines()
     assert any(line.startswith("run\tsemi_snr_no_crl_m50\t") and "dump_semi50" in line
@@ -352,7 +359,7 @@ def test_every_synth_music_config_resolves_and_the_screen_expands():
                and "--sup-mom-fraction 0.5" in line for line in lines)
     assert any(line.startswith("clap\t") for line in plan.splitlines())
     # The screen decides on the validation compositions: every run is also scored there.
-    assert sum(line.startswith("eval\texp_valid\t") for line in lines) == 31
+    assert sum(line.startswith("eval\texp_valid\t") for line in lines) == 33
     # The confirmation: three seeds of each arm, each also on validation and out of domain.
     confirm = expand("conf/confirm.yaml")
     runs = [line.split("\t")[1] for line in confirm.splitlines() if line.startswith("run\t")]
