@@ -167,3 +167,57 @@ def test_clap_margin_probe_reads_the_recipe_outputs(recipe_run, tmp_path):
     assert missing.returncode == 1
     assert f"{tmp_path}/mini_clap/mini_clap.pth is missing" in missing.stderr
     assert "stages 3-6" in missing.stderr
+
+
+def test_pseudo_stems_train_a_student_without_real_stems(recipe_run, tmp_path):
+    # local/pseudo_stems.py on the real recipe outputs: the weak model as teacher, half of
+    # the training clips kept by the judge, then stages 2 and 4 train a supervised student
+    # on the teacher's outputs.
+    root, _ = recipe_run
+    script = [sys.executable, str(RECIPE / "local" / "pseudo_stems.py")]
+    clap = root / "exp" / "mini_clap" / "mini_clap.pth"
+    out = tmp_path / "data"
+    proc = subprocess.run([*script, "--teacher", root / "exp" / "weak", "--data_dir",
+                           root / "data", "--out_dir", out, "--keep", "0.5",
+                           "--clap_checkpoint", clap], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    valid = [json.loads(line) for line in (out / "valid.jsonl").read_text().splitlines()]
+    originals = (root / "data" / "train.jsonl").read_text().splitlines()
+    margins = [json.loads(line) for line in (out / "margins.jsonl").read_text().splitlines()]
+    assert len(margins) == len(originals) and len(valid) == len(
+        (root / "data" / "valid.jsonl").read_text().splitlines())
+    # Every stem is the teacher's output for that clip and label, never a real stem.
+    for split, items in (("train", train), ("valid", valid)):
+        for item in items:
+            assert set(item["stems"]) == set(item["labels"])
+            for label, path in item["stems"].items():
+                assert path == f"sep_{split}/{item['id']}/{label}.wav"
+                assert (out / path).is_file()
+            assert (out / item["audio"]).resolve() == (root / "data" / "wav" / split /
+                                                       f"{item['id']}.wav").resolve()
+    # The kept clips are those whose worst output the judge rates highest.
+    worst = {m["id"]: min(m["margins"].values()) for m in margins if m["margins"]}
+    kept = {item["id"] for item in train}
+    assert 0 < len(kept & set(worst)) < len(worst)
+    assert min(worst[i] for i in kept & set(worst)) >= max(worst[i] for i in set(worst) - kept)
+    assert (out / "test.jsonl").is_file() and (out / "meta.json").is_file()
+    # The student: every kept clip supervised by its pseudo-stems (stage 2), a few steps of
+    # the supervised mode on them (stage 4).
+    student = run_recipe(tmp_path, "--stage", "2", "--stop_stage", "4", "--supervised_fraction",
+                         "1.0", "--train_configs", TINY / "train_sup.yaml",
+                         "--clap_checkpoint", clap)
+    assert f"{len(kept)} supervised clips" in (tmp_path / "exp" / "logs" / "stage2.log").read_text()
+    assert (tmp_path / "exp" / "sup" / "model.pth").is_file(), student.stdout[-2000:]
+    # Refused before any work, naming the option.
+    for bad, option in ((["--keep", "0"], "--keep"), (["--out_dir", root / "data"], "--out_dir"),
+                        (["--teacher", tmp_path], "--teacher")):
+        args = {"--teacher": root / "exp" / "weak", "--out_dir": tmp_path / "other",
+                "--keep": "1"}
+        args.update(dict(zip(bad[::2], bad[1::2])))
+        refused = subprocess.run([*script, "--data_dir", root / "data",
+                                  *[str(x) for pair in args.items() for x in pair]],
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 1 and option in refused.stderr, refused.stderr
+    assert not (tmp_path / "other").exists()
