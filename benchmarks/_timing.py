@@ -1,4 +1,5 @@
-"""The timing rule the benchmarks share: one warm-up call, then the best of ``repeats``."""
+"""The timing rules the benchmarks share: one warm-up call, then the best of ``repeats``;
+a wall clock that waits for a GPU's queued work."""
 from __future__ import annotations
 
 import time
@@ -15,3 +16,13 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def wall_clock(device) -> float:
+    """``time.perf_counter()`` once the work queued on ``device`` (a ``torch.device``) is
+    done: kernels run asynchronously, so an unsynchronised clock times their launch."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+    return time.perf_counter()

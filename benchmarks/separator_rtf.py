@@ -37,7 +37,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +48,9 @@ from bisep.separators.base import Conditioning
 from bisep.separators.cond_unet import CondUNet
 from bisep.separators.film_masknet import FiLMMaskNet
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import wall_clock  # noqa: E402
+
 CHUNK = 131070
 SR = 16000
 DEVICE = torch.device("cpu")  # set by --device
@@ -53,9 +58,7 @@ DEVICE = torch.device("cpu")  # set by --device
 
 def now() -> float:
     """Wall seconds, after the GPU's queued work (if any) is done."""
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize(DEVICE)
-    return time.perf_counter()
+    return wall_clock(DEVICE)
 
 
 # -- cond_unet as it was before its speed work (frozen copy) ---------------------------

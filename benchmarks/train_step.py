@@ -73,6 +73,9 @@ import warnings  # noqa: E402
 
 import torch  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import wall_clock  # noqa: E402
+
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")  # via torchmetrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,19 +86,14 @@ SOURCES = {"supervised": "all", "semi": "sup"}  # as bisep.train.fit.fit
 DEVICE = torch.device("cpu")  # set by --device
 
 
-def clock() -> float:
-    """CPU seconds of all threads; on a GPU, wall seconds once its queued work is done."""
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize(DEVICE)
-        return time.perf_counter()
-    return time.process_time()
-
-
 def wall() -> float:
     """Wall seconds, after the GPU's queued work (if any) is done."""
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize(DEVICE)
-    return time.perf_counter()
+    return wall_clock(DEVICE)
+
+
+def clock() -> float:
+    """CPU seconds of all threads; on a GPU, :func:`wall`: CPU time says nothing of GPU work."""
+    return wall() if DEVICE.type == "cuda" else time.process_time()
 
 
 def to_device(batch: dict) -> dict:
