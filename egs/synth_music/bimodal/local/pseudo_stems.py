@@ -9,7 +9,7 @@ clips' ``stems`` in a new data folder, and a student trains on them in the super
 stems are never read: the validation clips' pseudo-stems choose the student's checkpoint.
 
 With ``--keep`` below 1 the query encoder judges every output: its *margin* is the cosine
-with its own label's phrase minus the largest cosine with another label of the same clip
+with its own label's query text minus the largest cosine with another label's of the clip
 ("is this the violin, and not the clip's flute?"). Only the clips whose worst output has a
 margin in the top ``--keep`` fraction stay in the training manifest: the judge picks the
 pseudo-stems to learn from. The validation manifest is not filtered.
@@ -41,8 +41,7 @@ import torch.nn.functional as F
 from bisep.atomic import write_text_atomic
 from bisep.audio import read
 from bisep.conditioners.mini_clap import MiniClapConditioner
-from bisep.data.manifest import read_manifest, write_manifest
-from bisep.data.prompts import phrase
+from bisep.data.manifest import item_phrases, read_manifest, write_manifest
 
 SPLITS = ("train", "valid")
 
@@ -61,10 +60,12 @@ def separate(teacher: Path, manifest: Path, out: Path) -> dict[str, dict[str, Pa
 
 @torch.no_grad()
 def margins(encoder, items: list[dict], batch: int = 32) -> dict[str, dict[str, float]]:
-    """``{id: {label: margin}}`` of the stems of ``items`` (clips with one label: none)."""
-    labels = sorted({label for item in items for label in item["labels"]})
-    index = {label: i for i, label in enumerate(labels)}
-    text = F.normalize(encoder.embed_text([phrase(label) for label in labels]), dim=-1)
+    """``{id: {label: margin}}`` of the stems of ``items`` (clips with one label: none),
+    each label judged by its query text (the manifest's ``phrases``, or the label's phrase)."""
+    texts = {item["id"]: dict(zip(item["labels"], item_phrases(item))) for item in items}
+    unique = sorted({text for by_label in texts.values() for text in by_label.values()})
+    index = {text: i for i, text in enumerate(unique)}
+    text_emb = F.normalize(encoder.embed_text(unique), dim=-1)
     judged = [item for item in items if len(item["labels"]) > 1]
     found = {item["id"]: {} for item in items}
     for start in range(0, len(judged), batch):
@@ -73,10 +74,11 @@ def margins(encoder, items: list[dict], batch: int = 32) -> dict[str, dict[str, 
         wavs = torch.stack([torch.as_tensor(read(item["stems"][label], encoder.sample_rate,
                                                  mono=True)[0][0])
                             for item, label in outputs])
-        cos = F.normalize(encoder.embed_audio(wavs), dim=-1) @ text.T
+        cos = F.normalize(encoder.embed_audio(wavs), dim=-1) @ text_emb.T
         for row, (item, label) in enumerate(outputs):
-            others = [index[x] for x in item["labels"] if x != label]
-            found[item["id"]][label] = float(cos[row, index[label]] - cos[row, others].max())
+            own = texts[item["id"]]
+            others = [index[text] for other, text in own.items() if other != label]
+            found[item["id"]][label] = float(cos[row, index[own[label]]] - cos[row, others].max())
     return found
 
 
