@@ -473,3 +473,42 @@ def test_what_an_online_judge_refuses_is_named_before_training(corpus, tmp_path)
     assert not (tmp_path / "p" / "config.yaml").exists()  # before any work
     out = train(corpus, tmp_path / "n", "train_weak.yaml", "judge_update.every=-1", check=False)
     assert out.returncode == 2 and "judge_update.every" in out.stderr
+
+
+def test_init_from_starts_a_run_from_another_models_weights(corpus, tmp_path):
+    teacher = tmp_path / "teacher"
+    train(corpus, teacher, "train_weak.yaml", "trainer.max_steps=2")
+    # A student in another mode starts from the teacher's separator: with a learning rate
+    # near zero its exported weights are the teacher's (all but the normalisation layers'
+    # running statistics, which training updates at any learning rate).
+    student = tmp_path / "student"
+    train(corpus, student, "train_sup.yaml", f"init_from={teacher}", "optim_conf.lr=1.0e-12")
+    weights = [torch.load(p / "model.pth", weights_only=True)["state_dict"]
+               for p in (teacher, student)]
+    assert weights[0].keys() == weights[1].keys()
+    learned = [k for k in weights[0] if "running_" not in k and "num_batches" not in k]
+    assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-8) for k in learned)
+    assert f"init_from: {teacher}" in (student / "config.yaml").read_text()
+    # Without it the same run starts elsewhere.
+    fresh = tmp_path / "fresh"
+    train(corpus, fresh, "train_sup.yaml", "optim_conf.lr=1.0e-12")
+    state = torch.load(fresh / "model.pth", weights_only=True)["state_dict"]
+    assert not all(torch.allclose(state[k], weights[0][k], atol=1e-4) for k in learned)
+
+
+def test_what_init_from_refuses_is_named_before_training(corpus, tmp_path):
+    teacher = tmp_path / "teacher"
+    train(corpus, teacher, "train_sup.yaml")
+    missing = train(corpus, tmp_path / "a", "train_sup.yaml",
+                    f"init_from={tmp_path / 'nope.pth'}", check=False)
+    assert missing.returncode == 2 and "nope.pth" in missing.stderr
+    assert not (tmp_path / "a" / "config.yaml").exists()
+    other = train(corpus, tmp_path / "b", "train_sup.yaml", f"init_from={teacher}",
+                  "separator=cond_unet", "separator_conf={preset: small}", check=False)
+    assert other.returncode == 2
+    assert_mentions(other.stderr, "init_from", "film_masknet", "cond_unet")
+    shapes = train(corpus, tmp_path / "c", "train_sup.yaml", f"init_from={teacher}",
+                   "separator_conf.bn_chan=64", check=False)
+    assert shapes.returncode == 2
+    assert_mentions(shapes.stderr, "init_from", "separator_conf")
+    assert not (tmp_path / "c" / "checkpoints").exists()

@@ -81,6 +81,8 @@ def resolve(cfg: dict, lines: LineMap | None = None, registry=None) -> dict:
     for key, value in out.items():
         if value is None and TOP_LEVEL[key][1] is not None:
             out[key] = copy.deepcopy(TOP_LEVEL[key][1])
+    if out["init_from"] is None:  # configs written before the key resolve as before
+        del out["init_from"]
     for section, table in SECTIONS.items():
         out[section] = {**{k: copy.deepcopy(d) for k, (_, d) in table.items()}, **out[section]}
 

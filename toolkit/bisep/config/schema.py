@@ -26,6 +26,10 @@ TOP_LEVEL: dict[str, tuple[tuple[type, ...], Any]] = {
     "data": ((dict,), {}),
     "trainer": ((dict,), {}),
     "judge_update": ((dict,), {}),
+    # A bisep model checkpoint (model.pth or its folder) whose separator weights start the
+    # run instead of a random initialisation (ESPnet's --init_param): fine-tuning, or a
+    # student that starts from its teacher. Resolved configs hold it only when set.
+    "init_from": ((str, type(None)), None),
 }
 # The training modes, in the order reports list them (bisep.train checks the
 # criterions against the mode).

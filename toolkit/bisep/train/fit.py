@@ -133,6 +133,8 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
     resume_from = resume_point(exp_dir, config)
     if resume_from is not None:  # a bad file fails before the model and data are built
         step = read_lightning_checkpoint(resume_from)["global_step"]
+    # A resumed run's weights come from last.ckpt; init_from only starts a new run.
+    start_weights = initial_weights(config) if resume_from is None else None
     pl.seed_everything(config["seed"], workers=True, verbose=False)
 
     callbacks = [FiniteGuard()]
@@ -165,6 +167,8 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
         write_text_atomic(exp_dir / "config.yaml", dump(config))  # this run's resources
 
     module = SeparationModule(config, registry)
+    if start_weights is not None:
+        load_initial_weights(module.separator, start_weights, config["init_from"])
     data = MoMDataModule(data_dir, dump_dir, config["data"],
                          sources={"supervised": "all", "semi": "sup"}.get(config["mode"], "none"),
                          sample_rate=module.separator.sample_rate, seed=config["seed"])
@@ -189,6 +193,44 @@ def fit(config: dict, data_dir: str | Path, dump_dir: str | Path, exp_dir: str |
                         config)
     log.info("bisep train: rank %d wrote %s", trainer.global_rank, model)
     return model
+
+
+def initial_weights(config: dict) -> dict | None:
+    """The separator weights ``config["init_from"]`` names (None when unset), read before
+    any model or data is built.
+
+    Raises:
+        CheckpointError: the file is missing or not a bisep model checkpoint.
+        ConfigError: it holds another separator than ``config["separator"]``.
+    """
+    path = config.get("init_from")
+    if path is None:
+        return None
+    package = ckpt_io.load(path)
+    if package["model_name"] != config["separator"]:
+        raise ConfigError(f"init_from: {path} holds a '{package['model_name']}' separator, but "
+                          f"the config trains '{config['separator']}'; set separator: "
+                          f"{package['model_name']} (with its separator_conf) or init_from "
+                          f"another model")
+    log.info("bisep train: separator weights from %s (step %s of its run)", path,
+             package.get("infos", {}).get("training", {}).get("step", "?"))
+    return package["state_dict"]
+
+
+def load_initial_weights(separator: torch.nn.Module, state_dict: dict, path: str) -> None:
+    """Load ``init_from``'s weights into the freshly built separator, all of them.
+
+    Raises:
+        ConfigError: their names or shapes differ from the separator's (another
+            ``separator_conf``).
+    """
+    try:
+        separator.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        reason = str(exc).split("\n\t", 1)[-1].splitlines()[0]
+        raise ConfigError(f"init_from: {path} does not fit the configured separator "
+                          f"({reason}); give separator_conf the values of the run that wrote "
+                          f"it (its config.yaml)") from None
 
 
 def global_batch(batch_size: int, trainer) -> str:
