@@ -378,6 +378,11 @@ def test_what_the_trainer_refuses_is_a_config_error(corpus, tmp_path):
                 check=False)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "trainer section" in out.stderr and "no_such_strategy" in out.stderr
+    # A separator sized for another query encoder: named, with the width to set.
+    out = train(corpus, tmp_path / "y", "train_weak.yaml", "separator_conf.query_dim=128",
+                check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert_mentions(out.stderr, "separator_conf.query_dim", "128", "384")
 
 
 def test_a_non_finite_batch_or_loss_names_its_clips():

@@ -20,7 +20,7 @@ import logging
 import pytorch_lightning as pl
 import torch
 
-from bisep.config import OPTIMIZERS, SCHEDULE_KEYS, SCHEDULERS
+from bisep.config import OPTIMIZERS, SCHEDULE_KEYS, SCHEDULERS, ConfigError
 from bisep.losses.sdr import neg_sdr
 from bisep.registry import get_registry
 from bisep.separators.base import Conditioning
@@ -46,13 +46,13 @@ class SeparationModule(pl.LightningModule):
         self.conditioner = registry.build("conditioner", config["conditioner"],
                                           **config["conditioner_conf"]).freeze()
         if self.conditioner.embed_dim != self.separator.query_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"separator_conf.query_dim is {self.separator.query_dim} but conditioner "
                 f"'{config['conditioner']}' gives {self.conditioner.embed_dim}-d embeddings; "
                 f"set separator_conf.query_dim: {self.conditioner.embed_dim}")
         self.query_source = config["data"].get("query_source", "text")
         if self.query_source == "audio" and self.separator.uses_tokens:
-            raise ValueError(
+            raise ConfigError(
                 f"data.query_source: audio gives one pooled embedding per query, but separator "
                 f"'{config['separator']}' with these settings reads text token states; use "
                 f"data.query_source: text or a separator without token conditioning")
